@@ -2,7 +2,7 @@
  * Types shared by the authorization rules and state resolution.
  * https://spec.matrix.org/v1.19/rooms/v12/#authorization-rules
  */
-import type { JsonObject } from "../events.js";
+import type { JsonObject } from "../events";
 
 /**
  * The fields of an event that the authorization rules and state resolution read. A stored PDU satisfies it;
