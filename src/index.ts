@@ -1,5 +1,18 @@
-import { DurableObject } from "cloudflare:workers";
-export class RoomDO extends DurableObject {
-  ping(): number { return this.ctx.storage.sql.exec("select 1 as x").one().x as number; }
-}
-export default { async fetch(req: Request, env: any) { const s = env.ROOMS.get(env.ROOMS.idFromName("a")); return new Response(String(await s.ping())); } };
+/**
+ * The Axon Worker: one Hono app with a route group per API, plus the Durable Object classes it exports.
+ */
+import { createApp } from "./http/app";
+import { wellKnown } from "./routes/well-known";
+import { clientVersions } from "./routes/client/versions";
+import { federationVersion } from "./routes/federation/version";
+import { serverKeys } from "./routes/keys/server";
+
+const app = createApp();
+app.route("/", wellKnown);
+app.route("/", clientVersions);
+app.route("/", federationVersion);
+app.route("/", serverKeys);
+
+export default app;
+
+export { RoomDO } from "../durable-objects/room/RoomDO";

@@ -1,1 +1,0 @@
-create table if not exists t(x);

@@ -1,0 +1,23 @@
+/**
+ * The Worker's bindings and variables (wrangler.toml `[vars]`, secrets, `--var` on the command line).
+ * Parsed and validated once by `config.ts`; code reads `Config`, not raw strings.
+ */
+import type { RoomDO } from "../durable-objects/room/RoomDO";
+
+export interface Env {
+  /** The server name that appears in user IDs and signatures, e.g. `example.org` or `localhost:8787`. */
+  SERVER_NAME: string;
+  /** Synapse's format: `ed25519 <version> <unpadded base64 seed>`. Generated and persisted in D1 when absent. */
+  SIGNING_KEY?: string;
+  /** JSON object mapping server names to base URLs, used instead of server discovery. */
+  FEDERATION_OVERRIDES?: string;
+  /** Enables Synapse-compatible shared-secret registration when set. */
+  REGISTRATION_SHARED_SECRET?: string;
+  /** "true" to allow open registration through `/register`. */
+  ENABLE_REGISTRATION?: string;
+  /** More forward extremities than this make a room merge them with a dummy event (default 10). */
+  DUMMY_EVENT_THRESHOLD?: string;
+
+  DB: D1Database;
+  ROOMS: DurableObjectNamespace<RoomDO>;
+}
