@@ -1,0 +1,170 @@
+/**
+ * The room's outbox and its timers.
+ *
+ * Persisting an event writes, in the same transaction, one outbox row per party to tell: (consumer, target,
+ * position). Rows carry stream positions, not payloads, so a newer position simply replaces an undelivered
+ * older one and the consumer reads whatever it has not seen from the room. Delivery happens right after the
+ * commit and, for anything that failed or was interrupted, from the alarm with exponential backoff.
+ *
+ * The DO has one alarm; `Timers` keeps named due times in the `tasks` table and points the alarm at the
+ * earliest. Every task is idempotent, so an alarm that fires early, late or twice is harmless.
+ */
+
+export type Consumer = "user" | "destination" | "appservice";
+
+/** Tells one consumer that the room advanced to `position`. Throwing means "try again later". */
+export type Deliver = (target: string, position: number) => Promise<void>;
+
+export type OutboxRow = {
+  consumer: Consumer;
+  target: string;
+  position: number;
+  attempts: number;
+  next_attempt_ts: number;
+  last_error: string | null;
+};
+
+/** First retry after 1 s, doubling up to 10 minutes. */
+export function retryDelayMs(attempts: number): number {
+  return Math.min(1000 * 2 ** Math.max(0, attempts - 1), 10 * 60 * 1000);
+}
+
+export class Timers {
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly storage: DurableObjectStorage,
+  ) {}
+
+  /** Makes `name` due at `dueTs` (or earlier, if it already is). */
+  schedule(name: string, dueTs: number): void {
+    this.sql.exec(
+      `INSERT INTO tasks (name, due_ts) VALUES (?, ?)
+       ON CONFLICT (name) DO UPDATE SET due_ts = min(due_ts, excluded.due_ts)`,
+      name,
+      dueTs,
+    );
+    this.arm();
+  }
+
+  /** Removes a task that is done. */
+  done(name: string): void {
+    this.sql.exec("DELETE FROM tasks WHERE name = ?", name);
+  }
+
+  /** Names of the tasks due at `now`. */
+  due(now: number): string[] {
+    return this.sql
+      .exec<{ name: string }>("SELECT name FROM tasks WHERE due_ts <= ? ORDER BY due_ts", now)
+      .toArray()
+      .map((r) => r.name);
+  }
+
+  /** Points the alarm at the earliest task (or clears it). Storage writes, alarm included, commit together. */
+  arm(): void {
+    const next = this.sql.exec<{ t: number | null }>("SELECT min(due_ts) AS t FROM tasks").one().t;
+    if (next === null) void this.storage.deleteAlarm();
+    else void this.storage.setAlarm(next);
+  }
+}
+
+export class Outbox {
+  private draining: Promise<void> | undefined;
+  private again = false;
+
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly timers: Timers,
+    private readonly deliverers: () => Partial<Record<Consumer, Deliver>>,
+  ) {}
+
+  /** Records that `target` must learn about `position`. Call inside the transaction that persisted the event. */
+  add(consumer: Consumer, target: string, position: number, now = Date.now()): void {
+    this.sql.exec(
+      `INSERT INTO outbox (consumer, target, position, attempts, next_attempt_ts) VALUES (?, ?, ?, 0, ?)
+       ON CONFLICT (consumer, target) DO UPDATE SET position = max(position, excluded.position),
+         attempts = 0, next_attempt_ts = excluded.next_attempt_ts`,
+      consumer,
+      target,
+      position,
+      now,
+    );
+    this.timers.schedule("outbox", now);
+  }
+
+  pending(): OutboxRow[] {
+    return this.sql.exec<OutboxRow>("SELECT * FROM outbox ORDER BY next_attempt_ts").toArray();
+  }
+
+  /**
+   * Delivers one row now (the read-your-writes path: the sender's own sync stream). Leaves the row for the
+   * alarm if delivery fails.
+   */
+  async deliverNow(consumer: Consumer, target: string): Promise<boolean> {
+    const row = this.sql
+      .exec<OutboxRow>("SELECT * FROM outbox WHERE consumer = ? AND target = ?", consumer, target)
+      .toArray()[0];
+    if (!row) return true;
+    return this.attempt(row, Date.now());
+  }
+
+  /** Delivers every due row. Concurrent calls share one pass and trigger another when it ends. */
+  drain(): Promise<void> {
+    if (this.draining) {
+      this.again = true;
+      return this.draining;
+    }
+    this.draining = (async () => {
+      try {
+        do {
+          this.again = false;
+          const now = Date.now();
+          const due = this.sql
+            .exec<OutboxRow>("SELECT * FROM outbox WHERE next_attempt_ts <= ? ORDER BY next_attempt_ts", now)
+            .toArray();
+          await Promise.all(due.map((row) => this.attempt(row, now)));
+        } while (this.again);
+      } finally {
+        this.draining = undefined;
+        this.reschedule();
+      }
+    })();
+    return this.draining;
+  }
+
+  private async attempt(row: OutboxRow, now: number): Promise<boolean> {
+    const deliver = this.deliverers()[row.consumer];
+    try {
+      if (!deliver) throw new Error(`no deliverer for ${row.consumer}`);
+      await deliver(row.target, row.position);
+      // Only clear the row if no newer position arrived while we were delivering.
+      this.sql.exec(
+        "DELETE FROM outbox WHERE consumer = ? AND target = ? AND position = ?",
+        row.consumer,
+        row.target,
+        row.position,
+      );
+      return true;
+    } catch (e) {
+      const attempts = row.attempts + 1;
+      this.sql.exec(
+        `UPDATE outbox SET attempts = ?, next_attempt_ts = ?, last_error = ?
+         WHERE consumer = ? AND target = ? AND position = ?`,
+        attempts,
+        now + retryDelayMs(attempts),
+        String((e as Error)?.message ?? e).slice(0, 500),
+        row.consumer,
+        row.target,
+        row.position,
+      );
+      return false;
+    }
+  }
+
+  /** Points the outbox timer at the next retry, or retires it when nothing is left. */
+  private reschedule(): void {
+    const next = this.sql.exec<{ t: number | null }>("SELECT min(next_attempt_ts) AS t FROM outbox").one().t;
+    this.timers.done("outbox");
+    if (next !== null) this.timers.schedule("outbox", next);
+    else this.timers.arm();
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * RoomDO storage schema. One SQLite database per room; only the RoomDO writes it. Each entry of MIGRATIONS
+ * takes the schema from version i to i+1 and runs once, inside the constructor's blockConcurrencyWhile.
+ *
+ * Internal numeric IDs ("nid") keep rows small: events and state keys are referenced by integer everywhere
+ * except the `events` table itself.
+ */
+
+export const MIGRATIONS: readonly string[] = [
+  /* v1 */ `
+  CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  );
+
+  -- Every event the room knows, whatever its status.
+  CREATE TABLE events (
+    nid             INTEGER PRIMARY KEY,
+    event_id        TEXT NOT NULL UNIQUE,
+    type            TEXT NOT NULL,
+    state_key       TEXT,                 -- NULL for non-state events
+    membership      TEXT,                 -- content.membership of m.room.member events
+    sender          TEXT NOT NULL,
+    depth           INTEGER NOT NULL,
+    origin_server_ts INTEGER NOT NULL,
+    json            TEXT NOT NULL,        -- the PDU as persisted (redacted in place once a redaction applies)
+    stream_ordering INTEGER UNIQUE,       -- room stream position; NULL for outliers
+    outlier         INTEGER NOT NULL DEFAULT 0, -- known (auth/state fetched) but not placed in the DAG's timeline
+    rejected        TEXT,                 -- rejection reason; rejected events never become state
+    soft_failed     INTEGER NOT NULL DEFAULT 0, -- stored, not served to clients, never used as prev_events
+    partial_state   INTEGER NOT NULL DEFAULT 0, -- accepted against partial state (faster joins)
+    state_before    INTEGER,              -- state group before the event (NULL for outliers)
+    state_after     INTEGER,              -- state group after the event (same as before for non-state)
+    redacts         TEXT,                 -- for m.room.redaction: the target event ID
+    redacted_by     TEXT,                 -- event ID of the redaction applied to this event
+    received_ts     INTEGER NOT NULL
+  );
+  CREATE INDEX events_type_state_key ON events(type, state_key) WHERE state_key IS NOT NULL;
+  CREATE INDEX events_redacts ON events(redacts) WHERE redacts IS NOT NULL;
+
+  -- DAG edges. prev_id / auth_id are event IDs because the target may not be held (yet).
+  CREATE TABLE prev_edges (
+    event_nid INTEGER NOT NULL,
+    prev_id   TEXT NOT NULL,
+    PRIMARY KEY (event_nid, prev_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX prev_edges_prev ON prev_edges(prev_id);
+
+  CREATE TABLE auth_edges (
+    event_nid INTEGER NOT NULL,
+    auth_id   TEXT NOT NULL,
+    PRIMARY KEY (event_nid, auth_id)
+  ) WITHOUT ROWID;
+
+  -- Events of the timeline with no known children: the prev_events of the next local event.
+  CREATE TABLE forward_extremities (
+    event_nid INTEGER PRIMARY KEY
+  );
+
+  -- Interned (type, state_key) pairs.
+  CREATE TABLE state_keys (
+    id        INTEGER PRIMARY KEY,
+    type      TEXT NOT NULL,
+    state_key TEXT NOT NULL,
+    UNIQUE (type, state_key)
+  );
+
+  -- State snapshots form a tree. A group at depth d stores:
+  --   * its step delta against its parent (usually one entry: the state event that created it), and
+  --   * its skip delta against its base, the ancestor at depth (d & (d-1)).
+  -- Reconstructing a state walks at most popcount(d) skip deltas; storage per state change is O(log n),
+  -- never a copy of the whole state.
+  CREATE TABLE state_groups (
+    id     INTEGER PRIMARY KEY,
+    parent INTEGER,
+    base   INTEGER,
+    depth  INTEGER NOT NULL
+  );
+  CREATE TABLE state_step (
+    group_id  INTEGER NOT NULL,
+    key_id    INTEGER NOT NULL,
+    event_nid INTEGER,                    -- NULL: the key is absent in this group
+    PRIMARY KEY (group_id, key_id)
+  ) WITHOUT ROWID;
+  CREATE TABLE state_skip (
+    group_id  INTEGER NOT NULL,
+    key_id    INTEGER NOT NULL,
+    event_nid INTEGER,
+    PRIMARY KEY (group_id, key_id)
+  ) WITHOUT ROWID;
+
+  -- The room's current state (resolved over the forward extremities), kept whole for fast reads.
+  CREATE TABLE current_state (
+    key_id    INTEGER PRIMARY KEY,
+    event_nid INTEGER NOT NULL
+  );
+
+  -- Membership summary of the current state: who is in the room, and from which servers.
+  CREATE TABLE members (
+    user_id    TEXT PRIMARY KEY,
+    server     TEXT NOT NULL,
+    membership TEXT NOT NULL,
+    event_nid  INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX members_by_server ON members(membership, server);
+
+  -- Auth chain index: every (state event, ancestor-in-auth-DAG) pair, so auth chains and their differences
+  -- are single queries. Only state events are indexed: state resolution only asks about state events, and
+  -- message events would multiply the rows without ever being asked about.
+  CREATE TABLE auth_chain (
+    event_nid    INTEGER NOT NULL,
+    ancestor_nid INTEGER NOT NULL,
+    PRIMARY KEY (event_nid, ancestor_nid)
+  ) WITHOUT ROWID;
+
+  -- Client transaction IDs: the same (user, device, txn) always maps to the same event.
+  CREATE TABLE txn_ids (
+    user_id   TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    txn_id    TEXT NOT NULL,
+    event_id  TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id, txn_id)
+  ) WITHOUT ROWID;
+
+  -- Work that must follow from persisted events, written in the same transaction as the event.
+  -- One row per (consumer, target): positions, not payloads, so later notifications coalesce.
+  CREATE TABLE outbox (
+    consumer        TEXT NOT NULL,        -- 'user' | 'destination' | 'appservice'
+    target          TEXT NOT NULL,        -- user ID / server name / appservice ID
+    position        INTEGER NOT NULL,     -- the room stream position to announce
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ts INTEGER NOT NULL,
+    last_error      TEXT,
+    PRIMARY KEY (consumer, target)
+  ) WITHOUT ROWID;
+
+  -- Timers multiplexed onto the single alarm.
+  CREATE TABLE tasks (
+    name   TEXT PRIMARY KEY,
+    due_ts INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
+];
+
+/** Applies pending migrations. Call inside blockConcurrencyWhile; runs in one transaction. */
+export function migrate(storage: DurableObjectStorage): void {
+  const sql = storage.sql;
+  storage.transactionSync(() => {
+    sql.exec("CREATE TABLE IF NOT EXISTS _schema (version INTEGER NOT NULL)");
+    const row = sql.exec<{ version: number }>("SELECT version FROM _schema").toArray()[0];
+    let version = row?.version ?? 0;
+    if (!row) sql.exec("INSERT INTO _schema (version) VALUES (0)");
+    while (version < MIGRATIONS.length) {
+      sql.exec(MIGRATIONS[version]!);
+      version++;
+    }
+    sql.exec("UPDATE _schema SET version = ?", version);
+  });
+}
