@@ -24,7 +24,15 @@ const PUBLIC_KEY = "XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI";
 const SERVER = vectors.server_name;
 const specKey = () => parseSigningKey(`ed25519 1 ${SEED}`);
 
-const jsonVectors = vectors.vectors.filter((v) => v.kind === "json");
+interface JsonVector {
+  name: string;
+  kind: "json";
+  seed_base64: string;
+  key_id: string;
+  input: Record<string, unknown>;
+  expected_output: Record<string, unknown>;
+}
+const jsonVectors = vectors.vectors.filter((v) => v.kind === "json") as unknown as JsonVector[];
 
 describe("signing keys", () => {
   it("derives the spec seed's public key (lenient seed decoding)", () => {
