@@ -121,6 +121,19 @@ describe("objects and arrays", () => {
     expect(order).toEqual(["", "B", "a", "ab", "\ue000", "\ufffd", "\uffff", "\u{10000}", "😀"]);
   });
 
+  it("sorts large objects (the non-insertion-sort path) by code point too", () => {
+    const keys: string[] = [];
+    for (let i = 0; i < 40; i++) keys.push(`k${i}`, `\u{1f600}${i}`, `\uffee${i}`, `\ue000${i}`);
+    const obj = Object.fromEntries(keys.map((k) => [k, 1]));
+    const order = Object.keys(JSON.parse(canonicalJson(obj)) as object);
+    expect(order).toEqual([...keys].sort(compareCodePoints));
+    expect(order.indexOf("\uffee0")).toBeLessThan(order.indexOf("\u{1f600}0"));
+    expect(order.indexOf("\ue0000")).toBeLessThan(order.indexOf("\uffee0"));
+    // ASCII-only large objects use the native order, which is the same.
+    const ascii = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`u${(i * 37) % 101}`, i]));
+    expect(Object.keys(JSON.parse(canonicalJson(ascii)) as object)).toEqual(Object.keys(ascii).sort());
+  });
+
   it("compareCodePoints agrees with code point order on random strings", () => {
     const pool = ["a", "z", "\u00e9", "\ud7ff", "\ue000", "\uffff", "\u{10000}", "\u{1f600}", "\u{10ffff}"];
     const rnd = () => Array.from({ length: 1 + Math.floor(Math.random() * 3) }, () => pool[Math.floor(Math.random() * pool.length)]).join("");
