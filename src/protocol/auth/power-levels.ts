@@ -266,10 +266,10 @@ export function checkPowerLevelsChange(change: PowerLevelsChange): AuthResult {
     const after = levelIfPresent(newContent[field], next[field]);
     if (before === after) continue;
     if (before !== undefined && before > senderLevel) {
-      return reject(rule.fields, `${field} is currently ${before}, above the sender's level ${senderLevel}`);
+      return reject(rule.changedFields, `${field} is currently ${before}, above the sender's level ${senderLevel}`);
     }
     if (after !== undefined && after > senderLevel) {
-      return reject(rule.fields, `${field} would be ${after}, above the sender's level ${senderLevel}`);
+      return reject(rule.changedFields, `${field} would be ${after}, above the sender's level ${senderLevel}`);
     }
   }
 

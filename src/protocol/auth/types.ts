@@ -51,7 +51,8 @@ export type JsonSignatureVerifier = (
 export interface AuthCheckOptions {
   /**
    * Checks the `signed` block of a third-party invite (membership rule "any signature in `signed` matches any
-   * public key in the `m.room.third_party_invite` event"). Without it, third-party invites are rejected.
+   * public key in the `m.room.third_party_invite` event"). Default: `verifyJsonSignature` from
+   * src/protocol/signing (synchronous ed25519).
    */
   verifyJsonSignature?: JsonSignatureVerifier;
   /**
