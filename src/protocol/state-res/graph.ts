@@ -8,13 +8,14 @@
  */
 import type { AuthEvent } from "../auth/types";
 import type { StateMap } from "../events";
+import type { PartitionedState } from "./partition";
 import type { StateResEventStore } from "./types";
 
 const NOT_FETCHED = 0;
 const PRESENT = 1;
 const MISSING = 2;
 
-const EMPTY = new Int32Array(0);
+const EMPTY: readonly number[] = Object.freeze([]) as readonly number[];
 
 export class EventGraph {
   readonly store: StateResEventStore;
@@ -22,7 +23,7 @@ export class EventGraph {
   private readonly byId = new Map<string, number>();
   private readonly status: number[] = [];
   private readonly events: (AuthEvent | undefined)[] = [];
-  private readonly auth: (Int32Array | undefined)[] = [];
+  private readonly auth: (readonly number[] | undefined)[] = [];
   private readonly rejected: (boolean | undefined)[] = [];
 
   constructor(store: StateResEventStore) {
@@ -84,15 +85,16 @@ export class EventGraph {
   }
 
   /** Indices of the event's `auth_events`; empty if the event is missing. */
-  authEdges(i: number): Int32Array {
+  authEdges(i: number): readonly number[] {
     const cached = this.auth[i];
     if (cached !== undefined) return cached;
     const ev = this.event(i);
     let edges = EMPTY;
     if (ev !== undefined && ev.auth_events.length > 0) {
       const refs = ev.auth_events;
-      edges = new Int32Array(refs.length);
-      for (let k = 0; k < refs.length; k++) edges[k] = this.intern(refs[k]!);
+      const out: number[] = [];
+      for (let k = 0; k < refs.length; k++) out.push(this.intern(refs[k]!));
+      edges = out;
     }
     this.auth[i] = edges;
     return edges;
@@ -137,15 +139,15 @@ export function fullAuthChain(eventIds: Iterable<string>, source: StateResEventS
 /**
  * The auth difference ∪Cᵢ − ∩Cᵢ of the state sets, computed by walking `auth_events`.
  *
- * `unconflicted` (optional, the unconflicted state map of these sets) enables a shortcut: an event present in
- * every set has its whole auth chain in every Cᵢ, so those chains are marked "common" in one walk and the
- * per-set walks start only from each set's other events and stop at common events. Without it, every event of
- * every set is walked per set.
+ * `partition` (optional, {@link partitionStateSets} of these sets) enables a shortcut: an event present in every
+ * set has its whole auth chain in every Cᵢ, so those chains are marked "common" in one walk, and the per-set
+ * walks start only from each set's conflicted values and stop at common events. Without it, every event of every
+ * set is walked once per set.
  */
 export function authChainDifference(
   stateSets: readonly StateMap[],
   source: StateResEventStore | EventGraph,
-  unconflicted?: StateMap,
+  partition?: PartitionedState,
 ): Set<string> {
   const g = EventGraph.from(source);
   const n = stateSets.length;
@@ -155,8 +157,8 @@ export function authChainDifference(
   // 1. Common: strict auth ancestors of events that are in every set.
   const common: boolean[] = [];
   const stack: number[] = [];
-  if (unconflicted !== undefined) {
-    for (const id of unconflicted.values()) {
+  if (partition !== undefined) {
+    for (const id of partition.unconflicted.values()) {
       const edges = g.authEdges(g.intern(id));
       for (let k = 0; k < edges.length; k++) {
         const a = edges[k]!;
@@ -184,8 +186,9 @@ export function authChainDifference(
   const touched: number[] = [];
   for (let s = 0; s < n; s++) {
     const pass = s + 1;
-    for (const [key, id] of stateSets[s]!) {
-      if (unconflicted !== undefined && unconflicted.get(key) === id) continue;
+    const set = stateSets[s]!;
+    const starts = partition === undefined ? set.values() : conflictedValuesOf(set, partition);
+    for (const id of starts) {
       const edges = g.authEdges(g.intern(id));
       for (let k = 0; k < edges.length; k++) stack.push(edges[k]!);
     }
@@ -207,6 +210,14 @@ export function authChainDifference(
   }
   for (const x of touched) if (count[x]! < n) out.add(g.id(x));
   return out;
+}
+
+/** The values `set` has for the conflicted keys of the partition. */
+function* conflictedValuesOf(set: StateMap, partition: PartitionedState): Iterable<string> {
+  for (const key of partition.conflicted.keys()) {
+    const id = set.get(key);
+    if (id !== undefined) yield id;
+  }
 }
 
 /**

@@ -54,7 +54,7 @@ function computeConflictedSets(
   const store = g.store;
   const authDifference = store.authChainDifference
     ? new Set(store.authChainDifference(stateSets))
-    : authChainDifference(stateSets, g, partition.unconflicted);
+    : authChainDifference(stateSets, g, partition);
   let conflictedSubgraph = new Set<string>();
   if (v21) {
     conflictedSubgraph = store.conflictedStateSubgraph
