@@ -2,7 +2,13 @@
  * Matrix event authorization (room versions 1–12): the rules, power levels and auth events selection.
  */
 export { checkEventAuth, checkAuthPreconditions } from "./check";
-export { authEventTypesFor, checkAuthEventsSelection, stateLookupFromEvents, type AuthEventLike } from "./auth-events";
+export {
+  authEventTypesFor,
+  checkAuthEventsSelection,
+  stateLookupFromEvents,
+  type AuthEventLike,
+  type AuthEventsSelectionOptions,
+} from "./auth-events";
 export {
   CREATOR_POWER_LEVEL,
   DEFAULT_POWER_LEVELS,
