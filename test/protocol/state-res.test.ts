@@ -281,6 +281,18 @@ describe("reverse topological power ordering", () => {
     const full = [bob.event_id, kick.event_id, topic.event_id].map((id) => g.intern(id));
     expect(sorted(selectPowerEvents(g, full).map((i) => g.id(i)))).toEqual(sorted([bob.event_id, kick.event_id]));
   });
+
+  it("selectPowerEvents follows the whole auth chain, also through events outside the full conflicted set", () => {
+    const b = new RoomBuilder("10");
+    const s = b.bootstrap("@alice:x");
+    const bob = b.join(s, "@bob:x");
+    const bobAgain = b.send(s, { type: "m.room.member", state_key: "@bob:x", sender: "@bob:x", content: { membership: "join", displayname: "B" } });
+    const kick = b.member(s, "@alice:x", "@bob:x", "leave"); // cites bobAgain, which cites bob
+    expect(kick.auth_events).toContain(bobAgain.event_id);
+    const g = new EventGraph(b.store());
+    const full = [kick.event_id, bob.event_id].map((id) => g.intern(id));
+    expect(sorted(selectPowerEvents(g, full).map((i) => g.id(i)))).toEqual(sorted([bob.event_id, kick.event_id]));
+  });
 });
 
 describe("mainline ordering", () => {
