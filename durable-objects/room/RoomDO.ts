@@ -200,13 +200,12 @@ export class RoomDO extends DurableObject<Env> {
   }
 
   /** The events of the room in stream order after `since` (accepted, client-visible ones). */
-  async eventsAfter(since: number, limit: number): Promise<{ event_id: string; stream_ordering: number; pdu: PDU }[]> {
+  async eventsAfter(since: number, limit: number): Promise<{ event_id: string; stream_ordering: number; json: string }[]> {
     return this.ctx.storage.sql
       .exec<{ event_id: string; stream_ordering: number; json: string }>(
         `SELECT event_id, stream_ordering, json FROM events WHERE stream_ordering > ? ORDER BY stream_ordering LIMIT ?`,
         since, limit,
       )
-      .toArray()
-      .map((r) => ({ event_id: r.event_id, stream_ordering: r.stream_ordering, pdu: JSON.parse(r.json) as PDU }));
+      .toArray();
   }
 }

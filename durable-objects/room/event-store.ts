@@ -60,6 +60,8 @@ export function toAuthEvent(eventId: string, pdu: PDU, version: RoomVersion): Au
     depth: pdu.depth,
   };
   if (pdu.room_id !== undefined) event.room_id = pdu.room_id;
+  // Read by the v8+ rule that a restricted join is signed by the authorising user's server.
+  if (pdu.signatures) event.signatures = pdu.signatures;
   if (isStateEvent(pdu)) event.state_key = pdu.state_key;
   const redacts = redactsOf(pdu, version);
   if (redacts !== undefined) event.redacts = redacts;

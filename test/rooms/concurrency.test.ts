@@ -28,7 +28,7 @@ describe("concurrent local sends", () => {
     const events = await stub.eventsAfter(before.stream_position, N + 10);
     expect(events.map((e) => e.stream_ordering)).toEqual(Array.from({ length: N }, (_, i) => before.stream_position + 1 + i));
     expect(new Set(events.map((e) => e.event_id))).toEqual(new Set(ids));
-    const bodies = new Set(events.map((e) => (e.pdu.content as { body: string }).body));
+    const bodies = new Set(events.map((e) => (JSON.parse(e.json) as { content: { body: string } }).content.body));
     expect(bodies.size).toBe(N);
 
     // Each event's single prev is the one before it: a chain, not a fork.
