@@ -109,7 +109,7 @@ for (const versionId of ["10", "11", "12"]) {
       const before = (await stub.summary())!.events;
       const msg = await carolMessage(stub, roomId, version, (await extremities(stub))[0]!, "x");
       const unknown = "$" + "A".repeat(43); // well-formed for every version from v4, but not held
-      const orphan = remote.event(version, { ...(msg.pdu as never), prev_events: [unknown], auth_events: msg.pdu.auth_events as string[] } as never);
+      const orphan = remote.event(version, { ...(msg.pdu as unknown as Parameters<typeof remote.event>[1]), prev_events: [unknown] });
       const [outcome] = await stub.receive([orphan.pdu]);
       expect(outcome).toEqual({ status: "missing_prevs", event_id: orphan.eventId, missing: [unknown] });
       expect((await stub.summary())!.events).toBe(before);
@@ -124,7 +124,7 @@ for (const versionId of ["10", "11", "12"]) {
       const msg = await carolMessage(stub, roomId, version, join, "you can't ban me");
       msg.pdu.auth_events = await authFor(stub, version, [["m.room.create", ""], ["m.room.power_levels", ""]]);
       msg.pdu.auth_events.push(join);
-      const resigned = remote.event(version, { ...(msg.pdu as never) });
+      const resigned = remote.event(version, { ...(msg.pdu as unknown as Parameters<typeof remote.event>[1]) });
       const [outcome] = await stub.receive([resigned.pdu]);
       expect(outcome).toEqual({ status: "soft_failed", event_id: resigned.eventId });
       const events = await stub.eventsAfter(0, 100);
