@@ -3,13 +3,13 @@
  */
 import { createApp } from "./http/app";
 import { wellKnown } from "./routes/well-known";
-import { clientVersions } from "./routes/client/versions";
+import { mountClientApi } from "./routes/client";
 import { federationVersion } from "./routes/federation/version";
 import { serverKeys } from "./routes/keys/server";
 
 const app = createApp();
 app.route("/", wellKnown);
-app.route("/", clientVersions);
+mountClientApi(app);
 app.route("/", federationVersion);
 app.route("/", serverKeys);
 

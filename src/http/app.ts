@@ -9,7 +9,16 @@ import type { Env } from "../env";
 import { ConfigError } from "../config";
 import { MatrixError, methodNotAllowed, unknown, unrecognized } from "./errors";
 
-export type AppEnv = { Bindings: Env };
+/** Who made an authenticated client request (set by `requireAuth`). */
+export interface Requester {
+  userId: string;
+  deviceId: string;
+  isGuest: boolean;
+  /** The application service acting, when authenticated with an `as_token`. */
+  appserviceId?: string;
+}
+
+export type AppEnv = { Bindings: Env; Variables: { requester: Requester } };
 export type AppContext = Context<AppEnv>;
 
 const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"] as const;

@@ -1,0 +1,19 @@
+/**
+ * The client-server API. Endpoint groups register on `v3` (also served under the legacy `r0` prefix, which
+ * matrix-nio and other older clients still use) or on `v1` (endpoints that were introduced as v1).
+ */
+import { Hono } from "hono";
+import type { AppEnv } from "../../http/app";
+import { clientVersions } from "./versions";
+
+/** Routes relative to `/_matrix/client/v3` (and `/_matrix/client/r0`). */
+export const v3 = new Hono<AppEnv>();
+/** Routes relative to `/_matrix/client/v1`. */
+export const v1 = new Hono<AppEnv>();
+
+export function mountClientApi(app: Hono<AppEnv>): void {
+  app.route("/", clientVersions);
+  app.route("/_matrix/client/v3", v3);
+  app.route("/_matrix/client/r0", v3);
+  app.route("/_matrix/client/v1", v1);
+}
