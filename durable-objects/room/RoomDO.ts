@@ -65,8 +65,7 @@ export class RoomDO extends DurableObject<Env> {
     try {
       return this.ctx.storage.transactionSync(fn);
     } catch (e) {
-      this.room.states.clearCache();
-      this.room.events.forget();
+      this.room.forgetCaches();
       throw e;
     }
   }

@@ -192,11 +192,27 @@ export class Room {
   resolveGroups(groups: readonly (number | null)[]): number | null {
     const distinct = [...new Set(groups)];
     if (distinct.length === 1) return distinct[0]!;
+    // The same set of forks is often resolved repeatedly (each new event on one fork re-resolves current state).
+    const cacheKey = distinct.map(String).sort().join(",");
+    const cached = this.resolved.get(cacheKey);
+    if (cached !== undefined) return cached;
     const maps = distinct.map((g) => this.states.load(g));
     const resolved = this.fromStateMap(
       resolveState(maps.map((m) => this.toStateMap(m)), this.version, this.stateResStore()),
     );
-    return this.states.createFromState(distinct[0]!, resolved);
+    const group = this.states.createFromState(distinct[0]!, resolved);
+    this.resolved.set(cacheKey, group);
+    if (this.resolved.size > 256) this.resolved.delete(this.resolved.keys().next().value!);
+    return group;
+  }
+  /** Resolutions already stored: sorted input groups → result group. Cleared with the state cache on rollback. */
+  private readonly resolved = new Map<string, number | null>();
+
+  /** Forgets in-memory caches that may describe rows of a rolled-back transaction. */
+  forgetCaches(): void {
+    this.states.clearCache();
+    this.events.forget();
+    this.resolved.clear();
   }
 
   private stateResStore(): StateResEventStore {
