@@ -3,6 +3,7 @@
  * Parsed and validated once by `config.ts`; code reads `Config`, not raw strings.
  */
 import type { RoomDO } from "../durable-objects/room/RoomDO";
+import type { UserDO } from "../durable-objects/user/UserDO";
 
 export interface Env {
   /** The server name that appears in user IDs and signatures, e.g. `example.org` or `localhost:8787`. */
@@ -20,4 +21,6 @@ export interface Env {
 
   DB: D1Database;
   ROOMS: DurableObjectNamespace<RoomDO>;
+  /** One UserDO per local user, named by user ID. */
+  USERS: DurableObjectNamespace<UserDO>;
 }

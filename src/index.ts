@@ -16,3 +16,4 @@ app.route("/", serverKeys);
 export default app;
 
 export { RoomDO } from "../durable-objects/room/RoomDO";
+export { UserDO } from "../durable-objects/user/UserDO";

@@ -54,6 +54,13 @@ export class RoomDO extends DurableObject<Env> {
       timers: this.timers,
       dummyEventThreshold: Number(env.DUMMY_EVENT_THRESHOLD ?? DEFAULT_DUMMY_EVENT_THRESHOLD),
     });
+    // Sync streams (UserDO): tell a local user where the room stands now and its membership there. Both are
+    // read in the same synchronous instant, so the pair is consistent whatever position the outbox row named.
+    this.deliverers.user = (target) => {
+      const row = sql.exec<{ membership: string }>("SELECT membership FROM members WHERE user_id = ?", target).toArray()[0];
+      return env.USERS.get(env.USERS.idFromName(target))
+        .roomAdvanced(this.room.roomId, this.room.streamPosition, row?.membership ?? "leave");
+    };
     ctx.blockConcurrencyWhile(async () => {
       migrate(ctx.storage);
       this.signingKey = (await getServerKeys(env)).current;

@@ -1,0 +1,112 @@
+/**
+ * The rooms a user has a relationship with, as announced by the rooms' outboxes: the latest event stream
+ * position and the user's membership at that position, plus the latest ephemeral (typing/receipt) position.
+ * Positions, not payloads: the events themselves are read from the RoomDO when a sync needs them.
+ */
+import type { UserStream } from "./stream";
+
+export type Membership = "join" | "invite" | "knock" | "leave" | "ban";
+
+export type RoomRow = {
+  room_id: string;
+  membership: Membership;
+  room_pos: number;
+  eph_pos: number;
+  updated_pos: number;
+};
+
+/** Where a room stood at a user stream position. */
+export type RoomAt = {
+  room_pos: number;
+  membership: Membership;
+};
+
+const MEMBERSHIPS = new Set(["join", "invite", "knock", "leave", "ban"]);
+
+export function asMembership(m: string | null | undefined): Membership {
+  return m && MEMBERSHIPS.has(m) ? (m as Membership) : "leave";
+}
+
+export class UserRooms {
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly stream: UserStream,
+  ) {}
+
+  /**
+   * Records that `roomId` reached event position `roomPos`, where the user's membership is `membership`.
+   * Older or repeated announcements are ignored. Returns whether anything changed. Call inside a transaction.
+   */
+  advance(roomId: string, roomPos: number, membership: Membership, now = Date.now()): boolean {
+    const row = this.get(roomId);
+    if (row && roomPos <= row.room_pos) return false;
+    const pos = this.stream.next();
+    this.sql.exec(
+      `INSERT INTO rooms (room_id, membership, room_pos, updated_pos) VALUES (?, ?, ?, ?)
+       ON CONFLICT (room_id) DO UPDATE SET membership = excluded.membership, room_pos = excluded.room_pos,
+         updated_pos = excluded.updated_pos`,
+      roomId, membership, roomPos, pos,
+    );
+    this.sql.exec(
+      "INSERT INTO room_log (pos, room_id, kind, room_pos, membership, ts) VALUES (?, ?, 'events', ?, ?, ?)",
+      pos, roomId, roomPos, membership, now,
+    );
+    return true;
+  }
+
+  /** Records that the room's typing/receipts reached `ephPos`. Only for rooms already known. */
+  advanceEphemeral(roomId: string, ephPos: number, now = Date.now()): boolean {
+    const row = this.get(roomId);
+    if (!row || ephPos <= row.eph_pos) return false;
+    const pos = this.stream.next();
+    this.sql.exec("UPDATE rooms SET eph_pos = ?, updated_pos = ? WHERE room_id = ?", ephPos, pos, roomId);
+    this.sql.exec(
+      "INSERT INTO room_log (pos, room_id, kind, room_pos, membership, ts) VALUES (?, ?, 'ephemeral', ?, ?, ?)",
+      pos, roomId, ephPos, row.membership, now,
+    );
+    return true;
+  }
+
+  get(roomId: string): RoomRow | undefined {
+    return this.sql.exec<RoomRow>("SELECT * FROM rooms WHERE room_id = ?", roomId).toArray()[0];
+  }
+
+  /** Rooms where the user's membership is `membership`, in no particular order. */
+  withMembership(membership: Membership): string[] {
+    return this.sql
+      .exec<{ room_id: string }>("SELECT room_id FROM rooms WHERE membership = ?", membership)
+      .toArray()
+      .map((r) => r.room_id);
+  }
+
+  all(): RoomRow[] {
+    return this.sql.exec<RoomRow>("SELECT * FROM rooms").toArray();
+  }
+
+  /** Rooms whose row changed after user stream position `since`. */
+  changedSince(since: number): RoomRow[] {
+    return this.sql.exec<RoomRow>("SELECT * FROM rooms WHERE updated_pos > ?", since).toArray();
+  }
+
+  /** Where the room's events stood at user stream position `at` (undefined: not known to the user then). */
+  eventsAt(roomId: string, at: number): RoomAt | undefined {
+    return this.sql
+      .exec<RoomAt>(
+        "SELECT room_pos, membership FROM room_log WHERE room_id = ? AND kind = 'events' AND pos <= ? ORDER BY pos DESC LIMIT 1",
+        roomId, at,
+      )
+      .toArray()[0];
+  }
+
+  /** The room's ephemeral position at user stream position `at` (0 if none). */
+  ephemeralAt(roomId: string, at: number): number {
+    return (
+      this.sql
+        .exec<{ room_pos: number }>(
+          "SELECT room_pos FROM room_log WHERE room_id = ? AND kind = 'ephemeral' AND pos <= ? ORDER BY pos DESC LIMIT 1",
+          roomId, at,
+        )
+        .toArray()[0]?.room_pos ?? 0
+    );
+  }
+}
