@@ -6,6 +6,8 @@
  * keys and to-device messages from the E2EE side) append their own entry — never edit an entry that has shipped.
  */
 
+import { E2EE_PUSH_TABLES } from "./keys-schema";
+
 export const MIGRATIONS: readonly string[] = [
   /* v1: the sync stream, room positions, filters, account data */ `
   CREATE TABLE meta (
@@ -58,6 +60,8 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX account_data_pos ON account_data(pos);
   `,
+  /* v2: E2EE (device/one-time/fallback/cross-signing keys, to-device, device lists, key backup) and push rules */
+  E2EE_PUSH_TABLES,
 ];
 
 /** Applies pending migrations. Call inside blockConcurrencyWhile; runs in one transaction. */
