@@ -41,7 +41,10 @@ export type ErrorCode =
   | "M_UNKNOWN_POS"
   | "M_NOT_YET_UPLOADED"
   | "M_CANNOT_OVERWRITE_MEDIA"
-  | "M_TIMEOUT";
+  | "M_TIMEOUT"
+  // End-to-end encryption (keys, cross-signing, key backup)
+  | "M_INVALID_SIGNATURE"
+  | "M_WRONG_ROOM_KEYS_VERSION";
 
 /** Body of a Matrix error response. Extra fields (`retry_after_ms`, UIA flows, …) ride along. */
 export interface MatrixErrorBody {
