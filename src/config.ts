@@ -11,6 +11,17 @@ export interface Config {
   federationOverrides: ReadonlyMap<string, string>;
   registrationEnabled: boolean;
   registrationSharedSecret: string | undefined;
+  // --- accounts and authentication (docs/accounts.md) ---
+  /** Rate limits by action name (RATE_LIMITS overrides the defaults in src/http/rate-limit.ts; null disables one). */
+  rateLimits: ReadonlyMap<string, RateLimitRule | null>;
+  /** Lifetime of access tokens issued together with a refresh token (ACCESS_TOKEN_LIFETIME_MS, default 5 min). */
+  refreshableAccessTokenLifetimeMs: number;
+}
+
+/** A token bucket: `burst` actions at once, refilled at `perSecond`. */
+export interface RateLimitRule {
+  perSecond: number;
+  burst: number;
 }
 
 export class ConfigError extends Error {
@@ -45,6 +56,8 @@ export function parseConfig(env: Env): Config {
     federationOverrides: parseFederationOverrides(env.FEDERATION_OVERRIDES),
     registrationEnabled: parseBool("ENABLE_REGISTRATION", env.ENABLE_REGISTRATION, false),
     registrationSharedSecret: env.REGISTRATION_SHARED_SECRET || undefined,
+    rateLimits: parseRateLimits(env.RATE_LIMITS),
+    refreshableAccessTokenLifetimeMs: parsePositiveInt("ACCESS_TOKEN_LIFETIME_MS", env.ACCESS_TOKEN_LIFETIME_MS, 5 * 60_000),
   };
 }
 
@@ -80,6 +93,44 @@ function parseFederationOverrides(raw: string | undefined): Map<string, string> 
       throw new ConfigError(`FEDERATION_OVERRIDES[${name}] must be an http(s) URL`);
     }
     map.set(name, parsedUrl.origin + parsedUrl.pathname.replace(/\/+$/, ""));
+  }
+  return map;
+}
+
+// --- accounts and authentication ---
+
+function parsePositiveInt(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined || String(value).trim() === "") return fallback;
+  const n = Number(String(value).trim());
+  if (!Number.isSafeInteger(n) || n <= 0) throw new ConfigError(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** `RATE_LIMITS`: `{"<action>": {"per_second": 0.2, "burst_count": 10} | null, …}` (Synapse's field names). */
+function parseRateLimits(raw: string | undefined): Map<string, RateLimitRule | null> {
+  const map = new Map<string, RateLimitRule | null>();
+  if (raw === undefined || String(raw).trim() === "") return map;
+  let parsed: unknown;
+  try {
+    parsed = typeof raw === "string" ? JSON.parse(raw) : raw;
+  } catch (e) {
+    throw new ConfigError(`RATE_LIMITS is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError("RATE_LIMITS must be a JSON object mapping action names to {per_second, burst_count} or null");
+  }
+  for (const [action, rule] of Object.entries(parsed)) {
+    if (rule === null) {
+      map.set(action, null);
+      continue;
+    }
+    const r = rule as { per_second?: unknown; burst_count?: unknown };
+    const perSecond = r.per_second;
+    const burst = r.burst_count;
+    if (typeof perSecond !== "number" || !(perSecond > 0) || typeof burst !== "number" || !(burst >= 1)) {
+      throw new ConfigError(`RATE_LIMITS[${action}] needs per_second > 0 and burst_count >= 1`);
+    }
+    map.set(action, { perSecond, burst });
   }
   return map;
 }

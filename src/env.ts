@@ -4,6 +4,7 @@
  */
 import type { RoomDO } from "../durable-objects/room/RoomDO";
 import type { UserDO } from "../durable-objects/user/UserDO";
+import type { RateLimiterDO } from "../durable-objects/rate-limiter/RateLimiterDO";
 
 export interface Env {
   /** The server name that appears in user IDs and signatures, e.g. `example.org` or `localhost:8787`. */
@@ -18,9 +19,16 @@ export interface Env {
   ENABLE_REGISTRATION?: string;
   /** More forward extremities than this make a room merge them with a dummy event (default 10). */
   DUMMY_EVENT_THRESHOLD?: string;
+  // --- accounts and authentication (docs/accounts.md) ---
+  /** JSON rate-limit overrides: `{"login_address": {"per_second": 0.003, "burst_count": 5}, "registration": null}`. */
+  RATE_LIMITS?: string;
+  /** Lifetime in ms of access tokens issued with a refresh token (default 300000). */
+  ACCESS_TOKEN_LIFETIME_MS?: string;
 
   DB: D1Database;
   ROOMS: DurableObjectNamespace<RoomDO>;
   /** One UserDO per local user, named by user ID. */
   USERS: DurableObjectNamespace<UserDO>;
+  /** Token buckets for rate limiting, one RateLimiterDO per (action, key). */
+  RATE_LIMITER: DurableObjectNamespace<RateLimiterDO>;
 }

@@ -19,3 +19,8 @@ export function newDeviceId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(10));
   return Array.from(bytes, (b) => String.fromCharCode(65 + (b % 26))).join("");
 }
+
+/** A random identifier of `bytes` bytes, URL-safe base64 (UIA session IDs and the like). */
+export function randomId(bytes = 24): string {
+  return encodeBase64Url(crypto.getRandomValues(new Uint8Array(bytes)));
+}

@@ -7,6 +7,7 @@ import type { MiddlewareHandler } from "hono";
 import type { AppEnv, AppContext, Requester } from "./app";
 import { missingToken, unknownToken } from "./errors";
 import { tokenHash } from "../accounts/tokens";
+import { noteTokenUse } from "../accounts/activity";
 
 /** The access token of a request, if it carries one. */
 export function accessTokenOf(c: AppContext): string | undefined {
@@ -54,6 +55,8 @@ export const requireAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
     // An expired token is "soft logged out": the client may refresh it.
     if ("expired" in found) throw unknownToken(true);
     c.set("requester", found);
+    // Device last-seen and refresh-token rotation bookkeeping; throttled, after the response (src/accounts/activity.ts).
+    noteTokenUse(c, token, found);
   }
   await next();
 };

@@ -11,6 +11,19 @@ export const v3 = new Hono<AppEnv>();
 /** Routes relative to `/_matrix/client/v1`. */
 export const v1 = new Hono<AppEnv>();
 
+// --- accounts: registration, login/logout/refresh, account management, devices, capabilities (docs/accounts.md) ---
+import { registerRoutes } from "./register";
+import { loginRoutes } from "./login";
+import { accountRoutes } from "./account";
+import { deviceRoutes } from "./devices";
+import { capabilitiesRoutes } from "./capabilities";
+v3.route("/", registerRoutes);
+v3.route("/", loginRoutes);
+v3.route("/", accountRoutes);
+v3.route("/", deviceRoutes);
+v3.route("/", capabilitiesRoutes);
+// --- end accounts ---
+
 export function mountClientApi(app: Hono<AppEnv>): void {
   app.route("/", clientVersions);
   app.route("/_matrix/client/v3", v3);
