@@ -140,6 +140,28 @@ export const MIGRATIONS: readonly string[] = [
     due_ts INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  /* v2 (sync): receipts, typing, and transaction IDs by event (for unsigned.transaction_id) */ `
+  -- Receipts: one per (user, receipt type, thread); thread_id '' is unthreaded. eph_pos is the room's ephemeral
+  -- stream position of the last change (see ephemeral.ts); data is the receipt content (ts, thread_id, ...).
+  CREATE TABLE receipts (
+    user_id      TEXT NOT NULL,
+    receipt_type TEXT NOT NULL,
+    thread_id    TEXT NOT NULL,
+    event_id     TEXT NOT NULL,
+    data         TEXT NOT NULL,
+    eph_pos      INTEGER NOT NULL,
+    PRIMARY KEY (user_id, receipt_type, thread_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX receipts_eph_pos ON receipts(eph_pos);
+
+  -- Who is typing, until when.
+  CREATE TABLE typing (
+    user_id    TEXT PRIMARY KEY,
+    expires_ts INTEGER NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE INDEX txn_ids_event ON txn_ids(event_id);
+  `,
 ];
 
 /** Applies pending migrations. Call inside blockConcurrencyWhile; runs in one transaction. */

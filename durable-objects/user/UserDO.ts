@@ -15,17 +15,24 @@ import { migrate } from "./schema";
 import { UserStream } from "./stream";
 import { UserRooms, asMembership } from "./rooms";
 import type { WaitOutcome } from "./waiters";
+import { UserFilters } from "./filters";
+import { AccountData } from "./account-data";
+import { planSync, type SyncPlanRequest } from "./sync-plan";
 
 export class UserDO extends DurableObject<Env> {
   protected readonly sql: SqlStorage;
   readonly stream: UserStream;
   readonly rooms: UserRooms;
+  readonly filters: UserFilters;
+  readonly accountData: AccountData;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.stream = new UserStream(this.sql);
     this.rooms = new UserRooms(this.sql, this.stream);
+    this.filters = new UserFilters(this.sql);
+    this.accountData = new AccountData(this.sql, this.stream);
     ctx.blockConcurrencyWhile(async () => migrate(ctx.storage));
   }
 
@@ -67,6 +74,14 @@ export class UserDO extends DurableObject<Env> {
     return this.rooms.all().map((r) => ({ room_id: r.room_id, membership: r.membership }));
   }
 
+  /**
+   * The room's event position the user's stream had reached at user stream position `at` (a sync token), or
+   * null if the user had no relationship with the room then. Used to turn a sync token into a room token.
+   */
+  async roomPositionAt(roomId: string, at: number): Promise<number | null> {
+    return this.rooms.eventsAt(roomId, at)?.room_pos ?? null;
+  }
+
   // ---------------------------------------------------------------------------------------------------------
   // Long polls
 
@@ -91,5 +106,59 @@ export class UserDO extends DurableObject<Env> {
   /** How many long polls are waiting (tests, metrics). */
   async waiterCount(): Promise<number> {
     return this.stream.waiters.size;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Sync
+
+  /**
+   * What changed since `since` (a user stream position, null for an initial sync), as positions: see
+   * sync-plan.ts. Returned as JSON text (a SyncPlan), since account data contents are arbitrary JSON.
+   */
+  async syncPlan(req: SyncPlanRequest): Promise<string> {
+    return JSON.stringify(
+      this.ctx.storage.transactionSync(() => planSync(this.sql, this.rooms, this.accountData, this.stream.head, req)),
+    );
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Filters
+
+  /** Stores a validated filter (JSON text); returns its ID. */
+  async createFilter(json: string): Promise<string> {
+    return this.write(() => this.filters.create(json));
+  }
+
+  /** A stored filter as JSON text, or null. */
+  async getFilter(filterId: string): Promise<string | null> {
+    return this.filters.get(filterId);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Account data (also the server's own writers: m.fully_read via read markers, m.push_rules via push rules)
+
+  /** Sets account data (`content` is JSON text of an object); roomId null means global. */
+  async setAccountData(roomId: string | null, type: string, content: string): Promise<void> {
+    this.write(() => this.accountData.set(roomId ?? "", type, content));
+  }
+
+  /** Account data content as JSON text, or null when unset. */
+  async getAccountData(roomId: string | null, type: string): Promise<string | null> {
+    return this.accountData.get(roomId ?? "", type);
+  }
+
+  /** Adds or replaces a room tag (`content` is JSON text of an object). */
+  async setTag(roomId: string, tag: string, content: string): Promise<void> {
+    this.write(() => this.accountData.setTag(roomId, tag, content));
+  }
+
+  /** Removes a room tag. */
+  async removeTag(roomId: string, tag: string): Promise<void> {
+    this.write(() => this.accountData.removeTag(roomId, tag));
+  }
+
+  /** The room's tags as JSON text: `{"tags": {...}}`. */
+  async getTags(roomId: string): Promise<string> {
+    return JSON.stringify({ tags: this.accountData.tags(roomId) });
   }
 }
