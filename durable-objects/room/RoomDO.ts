@@ -14,17 +14,38 @@ import { roomVersion } from "../../src/protocol/room-versions";
 import { migrate } from "./schema";
 import { Outbox, Timers, type Consumer, type Deliver } from "./outbox";
 import { ForbiddenEvent, Room, type EventTemplate, type Outcome } from "./room";
+// --- sync (sync engineer): the typing/receipts stream and the per-user sync view; RPCs at "Sync" below ---
+import { Ephemeral, TYPING_TASK, DEFAULT_TYPING_TIMEOUT_MS } from "./ephemeral";
+import { SyncView, type SyncRoomRequest } from "./sync-view";
+// --- federation (src/federation; see the federation block at the end of the class) ---
+import type { OutlierOutcome } from "./room";
+import { toFederationPdu } from "../../src/protocol/event-id";
+import { serverNameOf } from "../../src/protocol/identifiers";
+// --- client-server room endpoints (rooms engineer; see the block at the end of the class) ---
+import {
+  ClientChecks, RoomQueries, runClientRead,
+  type ClientReadRequest, type ClientRoomInfo, type ClientWriteRequest, type QueryResponse, type Viewer,
+} from "./queries";
+import { writeRoomDirectoryData } from "../../src/rooms/directory-store";
 
 /** Where a local user's request for an event stands. */
 export type SendResult =
   | { ok: true; event_id: string; stream_ordering: number }
   | { ok: false; errcode: "M_FORBIDDEN" | "M_NOT_FOUND" | "M_BAD_JSON"; error: string };
 
+/** Outcome of `clientWrite` (rooms engineer): like SendResult, with the HTTP status to answer. */
+export type ClientWriteResult =
+  | { ok: true; event_id: string; stream_ordering: number }
+  | { ok: false; status: number; errcode: string; error: string };
+
 export interface TxnKey {
   userId: string;
   deviceId: string;
   txnId: string;
 }
+
+/** Outcome of a typing or receipt update (sync). */
+export type SyncWriteResult = { ok: true } | { ok: false; errcode: "M_FORBIDDEN" | "M_NOT_FOUND"; error: string };
 
 /** Default number of forward extremities above which a dummy event merges them. */
 const DEFAULT_DUMMY_EVENT_THRESHOLD = 10;
@@ -36,6 +57,9 @@ export class RoomDO extends DurableObject<Env> {
   private signingKey: SigningKey | undefined;
   /** Deliverers by consumer; tests replace them to simulate failures. */
   deliverers: Partial<Record<Consumer, Deliver>> = {};
+  /** Sync: typing and receipts (ephemeral.ts) and the per-user view of the room for /sync (sync-view.ts). */
+  private readonly ephemeral: Ephemeral;
+  private readonly syncView: SyncView;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -56,11 +80,17 @@ export class RoomDO extends DurableObject<Env> {
     });
     // Sync streams (UserDO): tell a local user where the room stands now and its membership there. Both are
     // read in the same synchronous instant, so the pair is consistent whatever position the outbox row named.
-    this.deliverers.user = (target) => {
-      const row = sql.exec<{ membership: string }>("SELECT membership FROM members WHERE user_id = ?", target).toArray()[0];
-      return env.USERS.get(env.USERS.idFromName(target))
-        .roomAdvanced(this.room.roomId, this.room.streamPosition, row?.membership ?? "leave");
-    };
+    this.ephemeral = new Ephemeral(sql, this.timers, this.outbox, getConfig(env).serverName);
+    this.syncView = new SyncView(this.room, sql, this.ephemeral);
+    this.deliverers.user = (target) =>
+      env.USERS.get(env.USERS.idFromName(target))
+        .roomAdvanced(this.room.roomId, this.room.streamPosition, this.syncView.membershipOf(target));
+    this.deliverers.user_ephemeral = (target) =>
+      env.USERS.get(env.USERS.idFromName(target)).ephemeralAdvanced(this.room.roomId, this.ephemeral.position);
+    // Federation (DestinationDO): tell a remote server's queue that this room has events for it up to `position`;
+    // the DestinationDO reads them back with `eventsForDestination` when it builds a transaction.
+    this.deliverers.destination = (server, position) =>
+      env.DESTINATIONS.get(env.DESTINATIONS.idFromName(server)).roomAdvanced(server, this.room.roomId, position);
     ctx.blockConcurrencyWhile(async () => {
       migrate(ctx.storage);
       this.signingKey = (await getServerKeys(env)).current;
@@ -179,6 +209,21 @@ export class RoomDO extends DurableObject<Env> {
           });
           void this.outbox.drain();
           break;
+        // --- client-server room endpoints: refresh the D1 directory rows (rooms engineer) ---
+        case "directory":
+          this.timers.done("directory");
+          try {
+            await this.syncDirectory();
+          } catch (e) {
+            console.warn(`room: directory sync failed: ${String((e as Error)?.message ?? e)}`);
+            this.timers.schedule("directory", Date.now() + 30_000);
+          }
+          break;
+        // --- sync: typing notifications expire ---
+        case TYPING_TASK:
+          this.transact(() => this.ephemeral.expireTyping(Date.now()));
+          void this.outbox.drain();
+          break;
         default:
           console.warn(`room: unknown task ${task}`);
           this.timers.done(task);
@@ -214,4 +259,330 @@ export class RoomDO extends DurableObject<Env> {
       )
       .toArray();
   }
+
+  // =========================================================================================================
+  // Sync (sync engineer): the room's part of a user's /sync, typing and receipts. Typing and receipts of
+  // remote users (federation EDUs) use the same methods; each change takes the next ephemeral position and
+  // tells local members' UserDOs through the outbox (consumer "user_ephemeral").
+
+  /** One room's /sync entry for one user as JSON text (a SyncRoomResult), or null if the room is not held here. */
+  async syncRoom(req: SyncRoomRequest): Promise<string | null> {
+    const result = this.syncView.sync(req);
+    return result ? JSON.stringify(result) : null;
+  }
+
+  /**
+   * Starts or stops `userId` typing (timeout in ms, capped at 2 minutes). Only joined members may type.
+   * Local users' own sync streams hear of it before this returns.
+   */
+  async setTyping(userId: string, typing: boolean, timeoutMs = DEFAULT_TYPING_TIMEOUT_MS): Promise<SyncWriteResult> {
+    if (!this.room.exists) return { ok: false, errcode: "M_NOT_FOUND", error: "Unknown room" };
+    const changed = this.transact(() => {
+      if (this.syncView.membershipOf(userId) !== "join") return null;
+      return this.ephemeral.setTyping(userId, typing, timeoutMs);
+    });
+    if (changed === null) return { ok: false, errcode: "M_FORBIDDEN", error: `${userId} is not in the room` };
+    if (changed) await this.afterEphemeral(userId);
+    return { ok: true };
+  }
+
+  /** Users typing in the room now (federation and tests). */
+  async typingUsers(): Promise<string[]> {
+    return this.room.exists ? this.ephemeral.typingUsers() : [];
+  }
+
+  /**
+   * Records a receipt of `userId` for `eventId` (`threadId` null: unthreaded). The user must be joined and the
+   * event must be one of the room's events the user can see. A receipt older than the user's current one of
+   * the same kind is accepted and ignored.
+   */
+  async putReceipt(userId: string, receiptType: string, eventId: string, threadId: string | null, ts = Date.now()): Promise<SyncWriteResult> {
+    if (!this.room.exists) return { ok: false, errcode: "M_NOT_FOUND", error: "Unknown room" };
+    const outcome = this.transact((): SyncWriteResult | boolean => {
+      const refused = this.receiptRefusal(userId, eventId);
+      if (refused) return refused;
+      return this.ephemeral.putReceipt(userId, receiptType, threadId, eventId, ts);
+    });
+    if (typeof outcome !== "boolean") return outcome;
+    if (outcome) await this.afterEphemeral(userId);
+    return { ok: true };
+  }
+
+  /** The checks of a receipt, for markers stored elsewhere (m.fully_read lives in the user's account data). */
+  async checkReadMarker(userId: string, eventId: string): Promise<SyncWriteResult> {
+    if (!this.room.exists) return { ok: false, errcode: "M_NOT_FOUND", error: "Unknown room" };
+    return this.receiptRefusal(userId, eventId) ?? { ok: true };
+  }
+
+  /** Why `userId` may not mark `eventId` (not joined; not an event they can see), or undefined if they may. */
+  private receiptRefusal(userId: string, eventId: string): SyncWriteResult | undefined {
+    if (this.syncView.membershipOf(userId) !== "join") {
+      return { ok: false, errcode: "M_FORBIDDEN", error: `${userId} is not in the room` };
+    }
+    if (!this.syncView.canSee(userId, eventId)) return { ok: false, errcode: "M_NOT_FOUND", error: "Event not found" };
+    return undefined;
+  }
+
+  /** Read-your-writes for the user who changed typing/receipts, then everyone else in the background. */
+  private async afterEphemeral(userId: string): Promise<void> {
+    await this.outbox.deliverNow("user_ephemeral", userId);
+    void this.outbox.drain();
+  }
+
+  // =========================================================================================================
+  // Client-server room endpoints (rooms engineer). Reads run in ./queries.ts; a write is checked read-only
+  // (ClientChecks.precheck) and then handed to `send`, whose transaction starts before its first await, so
+  // nothing interleaves between the check and the commit. Results are plain JSON-able data.
+
+  private clientQueries: RoomQueries | undefined;
+  private clientChecks: ClientChecks | undefined;
+
+  private get queries(): RoomQueries {
+    return (this.clientQueries ??= new RoomQueries(this.room, this.ctx.storage.sql));
+  }
+
+  private get checks(): ClientChecks {
+    return (this.clientChecks ??= new ClientChecks(this.room, this.ctx.storage.sql, this.queries, getConfig(this.env).serverName));
+  }
+
+  /** What the Worker needs to know before acting for `userId`; null when this server does not hold the room. */
+  async clientInfo(userId: string): Promise<ClientRoomInfo | null> {
+    return this.room.exists ? this.checks.info(userId) : null;
+  }
+
+  /** Sends a client's event after the client-API checks; see ClientChecks.precheck. */
+  async clientWrite(req: ClientWriteRequest): Promise<ClientWriteResult> {
+    if (!this.room.exists) return { ok: false, status: 404, errcode: "M_NOT_FOUND", error: "Unknown room" };
+    const pre = this.checks.precheck(req);
+    if (pre.kind === "error") return { ok: false, status: pre.status, errcode: pre.errcode, error: pre.error };
+    if (pre.kind === "existing") return { ok: true, event_id: pre.event_id, stream_ordering: pre.stream_ordering };
+    const txn = req.kind === "membership" ? undefined : req.txn;
+    const sent = await this.send(pre.template, txn);
+    if (sent.ok) return sent;
+    const status = sent.errcode === "M_NOT_FOUND" ? 404 : sent.errcode === "M_BAD_JSON" ? 400 : 403;
+    return { ok: false, status, errcode: sent.errcode, error: sent.error };
+  }
+
+  /** Answers a client read (messages, context, event, state, members …) as an HTTP status and JSON body. */
+  async clientRead(viewer: Viewer, req: ClientReadRequest): Promise<QueryResponse> {
+    return runClientRead(this.queries, viewer, req);
+  }
+
+  /** History visibility for other readers (sync): the IDs among `eventIds` that `userId` may see, in order. */
+  async filterVisibleEvents(userId: string, eventIds: string[]): Promise<string[]> {
+    return this.room.exists ? this.queries.filterVisibleIds(userId, eventIds) : [];
+  }
+
+  /** Stripped state for invites and knocks (contents as JSON text). */
+  async strippedState(): Promise<string> {
+    return JSON.stringify(this.room.exists ? this.queries.strippedState() : []);
+  }
+
+  /** Servers with joined members, this server first (alias resolution). */
+  async joinedServers(): Promise<string[]> {
+    return this.room.exists ? this.queries.joinedServers(getConfig(this.env).serverName) : [];
+  }
+
+  // E2EE (device lists, durable-objects/user/keys-service.ts): who shares this room, for device-list fan-out.
+  /** User IDs whose current membership is `join` (local and remote). */
+  async joinedUserIds(): Promise<string[]> {
+    if (!this.room.exists) return [];
+    return this.ctx.storage.sql
+      .exec<{ user_id: string }>("SELECT user_id FROM members WHERE membership = 'join'")
+      .toArray()
+      .map((r) => r.user_id);
+  }
+
+  private directoryPass: Promise<void> | undefined;
+  private directoryAgain = false;
+
+  /**
+   * Brings the room's D1 rows (room_stats, room_members) up to date. Passes never overlap; a call during a
+   * pass makes it run once more. Idempotent: it reads the current state and writes only what changed.
+   */
+  async syncDirectory(): Promise<void> {
+    if (this.directoryPass) {
+      this.directoryAgain = true;
+      return this.directoryPass;
+    }
+    this.directoryPass = (async () => {
+      try {
+        do {
+          this.directoryAgain = false;
+          await this.syncDirectoryOnce();
+        } while (this.directoryAgain);
+      } finally {
+        this.directoryPass = undefined;
+      }
+    })();
+    return this.directoryPass;
+  }
+
+  private async syncDirectoryOnce(): Promise<void> {
+    if (!this.room.exists) return;
+    const sql = this.ctx.storage.sql;
+    const stats = this.checks.directoryStats();
+    const statsJson = JSON.stringify(stats);
+    const since = Number(this.room.meta("directory_position") ?? 0);
+    const { position, changes } = this.checks.memberChangesSince(since);
+    const statsChanged = statsJson !== this.room.meta("directory_stats");
+    if (statsChanged || changes.length > 0) await writeRoomDirectoryData(this.env.DB, stats, changes, statsChanged);
+    const setMeta = (k: string, v: string) =>
+      sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", k, v);
+    this.ctx.storage.transactionSync(() => {
+      setMeta("directory_stats", statsJson);
+      setMeta("directory_position", String(position));
+    });
+  }
+
+  // =========================================================================================================
+  // Federation (src/federation, durable-objects/destination): outbound reads, inbound outliers and gaps.
+  // =========================================================================================================
+
+  /** What inbound `/send` needs to know before handing PDUs over: the room version and whether we are in it. */
+  async federationInfo(): Promise<{ room_id: string; room_version: string; local_joined: number; partial_state: boolean } | null> {
+    if (!this.room.exists) return null;
+    const ours = getConfig(this.env).serverName;
+    return {
+      room_id: this.room.roomId,
+      room_version: this.room.version.id,
+      local_joined: this.ctx.storage.sql
+        .exec<{ n: number }>("SELECT count(*) AS n FROM members WHERE server = ? AND membership = 'join'", ours)
+        .one().n,
+      partial_state: this.room.meta("partial_state") !== undefined,
+    };
+  }
+
+  /**
+   * The events we originated after `afterPosition` that `server` should receive, in federation format (JSON
+   * strings), at most `limit`, and the stream position the scan reached (pass it back as `afterPosition`).
+   * An event is for `server` if one of its users is joined in the state before or after it, if it is a
+   * membership event about one of its users, or if the server is listed in a partial-state room's servers.
+   * `latestOnly` (catching up after an outage): only the newest such event; the remote fetches the rest.
+   */
+  async eventsForDestination(
+    server: string,
+    afterPosition: number,
+    limit: number,
+    latestOnly = false,
+  ): Promise<{ pdus: string[]; position: number }> {
+    if (!this.room.exists) return { pdus: [], position: Number.MAX_SAFE_INTEGER };
+    const sql = this.ctx.storage.sql;
+    const ours = getConfig(this.env).serverName;
+    const version = this.room.version;
+    const end = this.room.streamPosition;
+    const suffix = `:${server}`;
+    const memberKeys = sql
+      .exec<{ id: number }>("SELECT id FROM state_keys WHERE type = 'm.room.member' AND substr(state_key, -?) = ?", suffix.length, suffix)
+      .toArray()
+      .map((r) => r.id);
+    const listed = (this.room.meta("servers_in_room") ?? "").split(",").includes(server);
+    if (memberKeys.length === 0 && !listed) return { pdus: [], position: end };
+    // Nothing before the server's first membership event can be for it.
+    let start = afterPosition;
+    if (!listed) {
+      const first = sql
+        .exec<{ p: number | null }>(
+          `SELECT min(stream_ordering) AS p FROM events
+           WHERE type = 'm.room.member' AND stream_ordering IS NOT NULL AND substr(state_key, -?) = ?`,
+          suffix.length, suffix,
+        )
+        .one().p;
+      if (first === null) return { pdus: [], position: end };
+      start = Math.max(start, first - 1);
+    }
+    type Row = { stream_ordering: number; sender: string; type: string; state_key: string | null; json: string; state_before: number | null; state_after: number | null };
+    const joinedIn = (group: number | null): boolean => {
+      const state = this.room.states.load(group);
+      for (const keyId of memberKeys) {
+        const nid = state.get(keyId);
+        if (nid !== undefined && this.room.events.authEvent(nid).content.membership === "join") return true;
+      }
+      return false;
+    };
+    const isFor = (r: Row): boolean =>
+      serverNameOf(r.sender) === ours &&
+      (listed ||
+        (r.type === "m.room.member" && r.state_key !== null && r.state_key.endsWith(suffix)) ||
+        joinedIn(r.state_before) ||
+        joinedIn(r.state_after));
+    const toPdu = (r: Row) => JSON.stringify(toFederationPdu(JSON.parse(r.json) as PDU, version));
+    const cols = "stream_ordering, sender, type, state_key, json, state_before, state_after";
+    const PAGE = 200;
+    const MAX_SCANNED = 2000;
+
+    if (latestOnly) {
+      for (let upper = end, scanned = 0; upper > start && scanned < MAX_SCANNED; scanned += PAGE) {
+        const rows = sql
+          .exec<Row>(`SELECT ${cols} FROM events WHERE stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT ?`, start, upper, PAGE)
+          .toArray();
+        if (rows.length === 0) break;
+        const hit = rows.find(isFor);
+        if (hit) return { pdus: [toPdu(hit)], position: end };
+        upper = rows[rows.length - 1]!.stream_ordering - 1;
+      }
+      return { pdus: [], position: end };
+    }
+
+    const pdus: string[] = [];
+    let position = start;
+    for (let scanned = 0; scanned < MAX_SCANNED && pdus.length < limit; scanned += PAGE) {
+      const rows = sql
+        .exec<Row>(`SELECT ${cols} FROM events WHERE stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering LIMIT ?`, position, end, PAGE)
+        .toArray();
+      if (rows.length === 0) {
+        position = end;
+        break;
+      }
+      for (const r of rows) {
+        if (isFor(r)) pdus.push(toPdu(r));
+        position = r.stream_ordering;
+        if (pdus.length >= limit) break;
+      }
+    }
+    return { pdus, position: Math.max(position, afterPosition) };
+  }
+
+  /** Which of `eventIds` the room holds (in any status: accepted, rejected, soft-failed, outlier). */
+  async heldEvents(eventIds: string[]): Promise<string[]> {
+    if (!this.room.exists) return [];
+    return eventIds.filter((id) => this.room.events.nidOf(id) !== undefined);
+  }
+
+  /** The forward extremities and the smallest depth among them (the `earliest_events` of get_missing_events). */
+  async extremities(): Promise<{ event_ids: string[]; min_depth: number }> {
+    if (!this.room.exists) return { event_ids: [], min_depth: 0 };
+    const nids = this.room.forwardExtremities();
+    const rows = nids.map((n) => this.room.events.byNid(n));
+    return { event_ids: rows.map((r) => r.event_id), min_depth: rows.length ? Math.min(...rows.map((r) => r.depth)) : 0 };
+  }
+
+  /** Stores fetched events as outliers, in the order given (auth events first). Each is its own transaction. */
+  async storeOutliers(pdusJson: string[]): Promise<OutlierOutcome[]> {
+    if (!this.room.exists) return pdusJson.map(() => ({ status: "invalid" as const, reason: "room not known here" }));
+    return pdusJson.map((json) => {
+      try {
+        return this.transact(() => this.room.storeOutlier(JSON.parse(json) as PDU));
+      } catch (e) {
+        return { status: "invalid" as const, reason: String((e as Error).message ?? e) };
+      }
+    });
+  }
+
+  /**
+   * Accepts an event whose missing prev events could not be fetched, given the state after each of them
+   * (`prevStates`: prev event ID → state event IDs, all held). See `Room.acceptWithPrevStates`.
+   */
+  async receiveWithPrevStates(pduJson: string, prevStates: [string, string[]][]): Promise<Outcome> {
+    if (!this.room.exists) return { status: "invalid", reason: "room not known here" };
+    let outcome: Outcome;
+    try {
+      outcome = this.transact(() => this.room.acceptWithPrevStates(JSON.parse(pduJson) as PDU, new Map(prevStates)));
+    } catch (e) {
+      return { status: "invalid", reason: String((e as Error).message ?? e) };
+    }
+    void this.outbox.drain();
+    return outcome;
+  }
+  // ===== end of the federation block =====
 }

@@ -51,6 +51,14 @@ export type Outcome =
   | { status: "missing_auth"; event_id: string; missing: string[] }
   | { status: "invalid"; event_id?: string; reason: string };
 
+/** How storing an outlier fared (federation: events fetched for a state or an auth chain). */
+export type OutlierOutcome =
+  | { status: "stored"; event_id: string }
+  | { status: "rejected"; event_id: string; reason: string }
+  | { status: "duplicate"; event_id: string }
+  | { status: "missing_auth"; event_id: string; missing: string[] }
+  | { status: "invalid"; event_id?: string; reason: string };
+
 /** Raised for a local event the rules forbid; nothing is persisted. */
 export class ForbiddenEvent extends Error {
   override readonly name = "ForbiddenEvent";
@@ -443,6 +451,8 @@ export class Room {
 
   /** Writes the outbox rows for an accepted event: local members' sync streams and remote servers. */
   private notify(pdu: PDU, position: number): void {
+    // Rooms engineer: a state change refreshes the room's D1 directory rows (RoomDO "directory" task).
+    if (typeof pdu.state_key === "string") this.deps.timers.schedule("directory", Date.now());
     const outbox = this.deps.outbox;
     const ours = this.deps.serverName;
     const users = new Set(
@@ -568,4 +578,96 @@ export class Room {
     }
     return undefined;
   }
+
+  // =========================================================================================================
+  // Federation (src/federation/inbound.ts): outliers, and events whose prev events could not be fetched.
+  // =========================================================================================================
+
+  /**
+   * Stores an event fetched as part of a room state or an auth chain as an outlier: known, usable as an auth
+   * event or state, but not in the timeline and without state of its own. It is checked against its own auth
+   * events (which must be held: store chains oldest first) and stored as rejected if it fails them.
+   * Must be called inside a storage transaction.
+   */
+  storeOutlier(pdu: PDU): OutlierOutcome {
+    const version = this.version;
+    const format = checkPduFormat(pdu, version);
+    if (!format.ok) return { status: "invalid", reason: format.reason };
+    const eventId = computeEventId(pdu, version);
+    if (pdu.room_id !== undefined && pdu.room_id !== this.roomId) {
+      return { status: "invalid", event_id: eventId, reason: "event is for another room" };
+    }
+    if (this.events.byId(eventId)) return { status: "duplicate", event_id: eventId };
+    const authCheck = this.checkAgainstAuthEvents(toAuthEvent(eventId, pdu, version), pdu);
+    if (authCheck.status === "missing_auth") return { status: "missing_auth", event_id: eventId, missing: authCheck.missing };
+    const rejected = authCheck.status === "rejected" ? authCheck.reason : null;
+    this.events.insert({
+      eventId, pdu, streamOrdering: null, outlier: true, rejected, softFailed: false, partialState: false,
+      stateBefore: null, stateAfter: null,
+    });
+    return rejected === null ? { status: "stored", event_id: eventId } : { status: "rejected", event_id: eventId, reason: rejected };
+  }
+
+  /**
+   * Accepts an event some of whose prev events are not held and could not be fetched: `prevStates` gives, for
+   * each such prev event, the state after it (event IDs, all held — as outliers at least). The state before the
+   * event resolves those states with the state after the prev events that are held; then the usual checks run
+   * (auth events, state before, soft-fail against the current state). The missing prev events stay missing.
+   * Must be called inside a storage transaction.
+   */
+  acceptWithPrevStates(pdu: PDU, prevStates: ReadonlyMap<string, readonly string[]>): Outcome {
+    const version = this.version;
+    const format = checkPduFormat(pdu, version);
+    if (!format.ok) return { status: "invalid", reason: format.reason };
+    const eventId = computeEventId(pdu, version);
+    if (pdu.room_id !== undefined && pdu.room_id !== this.roomId) {
+      return { status: "invalid", event_id: eventId, reason: "event is for another room" };
+    }
+    const existing = this.events.byId(eventId);
+    if (existing && !existing.outlier) return { status: "duplicate", event_id: eventId };
+    const authEvent = toAuthEvent(eventId, pdu, version);
+    const authCheck = this.checkAgainstAuthEvents(authEvent, pdu);
+    if (authCheck.status === "missing_auth") return { ...authCheck, event_id: eventId };
+
+    const groups: (number | null)[] = [];
+    const missing: string[] = [];
+    let partialState = false;
+    for (const id of eventRefIds(pdu.prev_events)) {
+      const row = this.events.byId(id);
+      if (row && !row.outlier && row.state_after !== null) {
+        groups.push(row.state_after);
+        partialState ||= row.partial_state === 1;
+        continue;
+      }
+      const ids = prevStates.get(id);
+      if (!ids) {
+        missing.push(id);
+        continue;
+      }
+      const state: NidStateMap = new Map();
+      const unknownIds: string[] = [];
+      for (const stateId of ids) {
+        const r = this.events.byId(stateId);
+        if (!r) unknownIds.push(stateId);
+        else if (r.rejected === null && r.state_key !== null) state.set(this.states.keyId(r.type, r.state_key), r.nid);
+      }
+      if (unknownIds.length > 0) return { status: "missing_auth", event_id: eventId, missing: unknownIds };
+      groups.push(this.states.createFromState(this.currentStateGroup, state));
+    }
+    if (missing.length > 0) return { status: "missing_prevs", event_id: eventId, missing };
+
+    const stateBefore = this.resolveGroups(groups.length ? groups : [null]);
+    let rejected = authCheck.status === "rejected" ? authCheck.reason : null;
+    if (rejected === null) {
+      const result = checkEventAuth(authEvent, this.lookupIn(this.states.load(stateBefore)), version, this.authOptions());
+      if (!result.allowed) rejected = `state before event: ${result.reason}`;
+    }
+    let softFailed = false;
+    if (rejected === null && this.meta("partial_state") === undefined) {
+      const result = checkEventAuth(authEvent, this.lookupIn(this.currentState()), version, this.authOptions());
+      softFailed = !result.allowed;
+    }
+    return this.commit(eventId, pdu, { stateBefore, rejected, softFailed, partialState, replacesOutlier: existing });
+  }
+  // ===== end of the federation block =====
 }
