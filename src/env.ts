@@ -4,6 +4,7 @@
  */
 import type { RoomDO } from "../durable-objects/room/RoomDO";
 import type { UserDO } from "../durable-objects/user/UserDO";
+import type { DestinationDO } from "../durable-objects/destination/DestinationDO";
 import type { RateLimiterDO } from "../durable-objects/rate-limiter/RateLimiterDO";
 
 export interface Env {
@@ -24,11 +25,18 @@ export interface Env {
   RATE_LIMITS?: string;
   /** Lifetime in ms of access tokens issued with a refresh token (default 300000). */
   ACCESS_TOKEN_LIFETIME_MS?: string;
+  // --- federation (docs/federation.md) ---
+  /** JSON array of notary servers for remote keys: names or `{"server_name", "verify_keys"}` objects. Default none. */
+  TRUSTED_KEY_SERVERS?: string;
+  /** DNS-over-HTTPS JSON endpoint for SRV lookups (default https://cloudflare-dns.com/dns-query). */
+  DNS_OVER_HTTPS_URL?: string;
 
   DB: D1Database;
   ROOMS: DurableObjectNamespace<RoomDO>;
   /** One UserDO per local user, named by user ID. */
   USERS: DurableObjectNamespace<UserDO>;
+  /** One DestinationDO per remote server, named by server name: outbound transactions and backoff. */
+  DESTINATIONS: DurableObjectNamespace<DestinationDO>;
   /** Token buckets for rate limiting, one RateLimiterDO per (action, key). */
   RATE_LIMITER: DurableObjectNamespace<RateLimiterDO>;
 }

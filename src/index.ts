@@ -6,6 +6,9 @@ import { wellKnown } from "./routes/well-known";
 import { mountClientApi } from "./routes/client";
 import { federationVersion } from "./routes/federation/version";
 import { serverKeys } from "./routes/keys/server";
+// --- federation (docs/federation.md) ---
+import { mountFederationApi } from "./routes/federation";
+import { keyQuery } from "./routes/keys/query";
 import { synapseAdmin } from "./routes/synapse-admin";
 
 const app = createApp();
@@ -13,10 +16,13 @@ app.route("/", wellKnown);
 mountClientApi(app);
 app.route("/", federationVersion);
 app.route("/", serverKeys);
+app.route("/", keyQuery); // notary: /_matrix/key/v2/query
+mountFederationApi(app); // X-Matrix authentication for /_matrix/federation/*, then /send, admin destinations
 app.route("/", synapseAdmin); // shared-secret registration (src/routes/synapse-admin.ts)
 
 export default app;
 
 export { RoomDO } from "../durable-objects/room/RoomDO";
 export { UserDO } from "../durable-objects/user/UserDO";
+export { DestinationDO } from "../durable-objects/destination/DestinationDO";
 export { RateLimiterDO } from "../durable-objects/rate-limiter/RateLimiterDO";

@@ -18,7 +18,8 @@ export interface Requester {
   appserviceId?: string;
 }
 
-export type AppEnv = { Bindings: Env; Variables: { requester: Requester } };
+/** `origin`: the server that signed a federation request (set by src/routes/federation/auth.ts). */
+export type AppEnv = { Bindings: Env; Variables: { requester: Requester; origin: string } };
 export type AppContext = Context<AppEnv>;
 
 const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"] as const;

@@ -1,0 +1,70 @@
+/**
+ * DestinationDO storage schema: one SQLite database per remote server, written only by its DestinationDO.
+ * Each entry of MIGRATIONS takes the schema from version i to i+1 (run in the constructor).
+ */
+export const MIGRATIONS: readonly string[] = [
+  /* v1 */ `
+  -- destination name, backoff state, catch-up flag, transaction counter
+  CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  );
+
+  -- Rooms with events for this server: the newest room position we were told about, and how far we have sent.
+  -- Positions, not payloads: the PDUs are read from the RoomDO when a transaction is built.
+  CREATE TABLE rooms (
+    room_id     TEXT PRIMARY KEY,
+    notified    INTEGER NOT NULL,
+    sent        INTEGER NOT NULL DEFAULT 0,
+    updated_ts  INTEGER NOT NULL
+  ) WITHOUT ROWID;
+
+  -- EDUs waiting to be sent, oldest first. coalesce_key: a newer EDU with the same key replaces an unsent one
+  -- (typing state of a user in a room, a user's presence).
+  CREATE TABLE edus (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    edu_type      TEXT NOT NULL,
+    content       TEXT NOT NULL,
+    coalesce_key  TEXT UNIQUE,
+    queued_ts     INTEGER NOT NULL
+  );
+
+  -- The transaction in flight (at most one), kept so that a retry resends the same transaction ID and body.
+  CREATE TABLE txn (
+    txn_id      TEXT PRIMARY KEY,
+    body        TEXT NOT NULL,        -- the JSON sent
+    rooms       TEXT NOT NULL,        -- JSON {room_id: position reached}: applied to rooms.sent on success
+    max_edu_id  INTEGER NOT NULL,     -- EDUs up to this id are in the transaction
+    pdu_count   INTEGER NOT NULL,
+    edu_count   INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    created_ts  INTEGER NOT NULL
+  ) WITHOUT ROWID;
+
+  -- Transactions this server sent us: processed once per transaction ID; the response is replayed.
+  CREATE TABLE inbound (
+    txn_id       TEXT PRIMARY KEY,
+    status       TEXT NOT NULL,       -- 'processing' | 'done'
+    response     TEXT,
+    started_ts   INTEGER NOT NULL,
+    finished_ts  INTEGER
+  ) WITHOUT ROWID;
+  CREATE INDEX inbound_finished ON inbound(finished_ts);
+  `,
+];
+
+/** Applies pending migrations. Call inside blockConcurrencyWhile; runs in one transaction. */
+export function migrate(storage: DurableObjectStorage): void {
+  const sql = storage.sql;
+  storage.transactionSync(() => {
+    sql.exec("CREATE TABLE IF NOT EXISTS _schema (version INTEGER NOT NULL)");
+    const row = sql.exec<{ version: number }>("SELECT version FROM _schema").toArray()[0];
+    let version = row?.version ?? 0;
+    if (!row) sql.exec("INSERT INTO _schema (version) VALUES (0)");
+    while (version < MIGRATIONS.length) {
+      sql.exec(MIGRATIONS[version]!);
+      version++;
+    }
+    sql.exec("UPDATE _schema SET version = ?", version);
+  });
+}

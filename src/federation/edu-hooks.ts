@@ -1,0 +1,90 @@
+/**
+ * Where inbound EDUs land. src/federation/edus.ts has already checked each EDU's shape and that the users it
+ * names belong to the sending server (and, for to-device, that the recipient is one of ours).
+ *
+ * HOOKS for other parts of the server — replace the body of the named function (or assign
+ * `inboundEduHooks.<name>` from a module that src/index.ts imports):
+ * - `typing`, `receipt`: the room's ephemeral stream (RoomDO.setTyping / RoomDO.putReceipt, which check that the
+ *   user is joined and, for receipts, that the event exists). Implemented.
+ * - `presence`: HOOK (presence engineer) — no presence store yet; dropped.
+ * - `toDevice`: HOOK (E2EE engineer) — deliver into the recipient's UserDO to-device inbox, deduplicated by
+ *   (sender, messageId); `deviceId` may be "*" for all devices. Dropped until then.
+ * - `deviceListUpdate`: HOOK (E2EE engineer) — `m.device_list_update` for a remote user: update the cached device
+ *   list (or mark it stale when `prev_id` does not match) and notify local users sharing a room. Dropped until then.
+ * - `signingKeyUpdate`: HOOK (E2EE engineer) — `m.signing_key_update`: update cached cross-signing keys. Dropped
+ *   until then.
+ */
+import type { Env } from "../env";
+
+/** How long a remote user's typing notification lasts (federation EDUs carry no timeout). */
+export const FEDERATION_TYPING_TIMEOUT_MS = 30_000;
+
+export interface TypingEdu {
+  roomId: string;
+  userId: string;
+  typing: boolean;
+}
+export interface ReceiptEdu {
+  roomId: string;
+  userId: string;
+  receiptType: string;
+  eventIds: string[];
+  threadId: string | null;
+  ts: number;
+}
+export interface PresenceEdu {
+  userId: string;
+  /** One entry of the EDU's `push` array (presence, status_msg, last_active_ago, currently_active). */
+  content: Record<string, unknown>;
+}
+export interface ToDeviceMessage {
+  sender: string;
+  type: string;
+  messageId: string;
+  recipient: string;
+  /** A device ID, or "*" for all the recipient's devices. */
+  deviceId: string;
+  content: Record<string, unknown>;
+}
+export interface UserEdu {
+  userId: string;
+  content: Record<string, unknown>;
+}
+
+export interface InboundEduHooks {
+  typing(env: Env, origin: string, edu: TypingEdu): Promise<void>;
+  receipt(env: Env, origin: string, edu: ReceiptEdu): Promise<void>;
+  presence(env: Env, origin: string, edu: PresenceEdu): Promise<void>;
+  toDevice(env: Env, origin: string, msg: ToDeviceMessage): Promise<void>;
+  deviceListUpdate(env: Env, origin: string, edu: UserEdu): Promise<void>;
+  signingKeyUpdate(env: Env, origin: string, edu: UserEdu): Promise<void>;
+}
+
+function room(env: Env, roomId: string) {
+  return env.ROOMS.get(env.ROOMS.idFromName(roomId));
+}
+
+export const inboundEduHooks: InboundEduHooks = {
+  async typing(env, _origin, edu) {
+    // Not joined / unknown room: the RoomDO refuses, and the EDU is dropped.
+    await room(env, edu.roomId).setTyping(edu.userId, edu.typing, FEDERATION_TYPING_TIMEOUT_MS);
+  },
+  async receipt(env, _origin, edu) {
+    for (const eventId of edu.eventIds) {
+      await room(env, edu.roomId).putReceipt(edu.userId, edu.receiptType, eventId, edu.threadId, edu.ts);
+    }
+  },
+  async presence() {
+    // HOOK (presence): no presence store yet.
+  },
+  async toDevice(_env, origin, msg) {
+    // HOOK (E2EE): deliver to the UserDO to-device inbox of msg.recipient.
+    console.warn(`federation: dropping a to-device message from ${origin} for ${msg.recipient} (no inbox hook yet)`);
+  },
+  async deviceListUpdate() {
+    // HOOK (E2EE): remote device list cache.
+  },
+  async signingKeyUpdate() {
+    // HOOK (E2EE): remote cross-signing key cache.
+  },
+};
