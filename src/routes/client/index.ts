@@ -24,6 +24,19 @@ v3.route("/", deviceRoutes);
 v3.route("/", capabilitiesRoutes);
 // --- end accounts ---
 
+// --- sync: /sync, filters, account data and tags, typing, receipts and read markers (docs/sync.md) ---
+import { syncRoutes } from "./sync";
+import { filterRoutes } from "./filters";
+import { accountDataRoutes } from "./account-data";
+import { typingRoutes } from "./typing";
+import { receiptRoutes } from "./receipts";
+v3.route("/", syncRoutes);
+v3.route("/", filterRoutes);
+v3.route("/", accountDataRoutes);
+v3.route("/", typingRoutes);
+v3.route("/", receiptRoutes);
+// --- end sync ---
+
 export function mountClientApi(app: Hono<AppEnv>): void {
   app.route("/", clientVersions);
   app.route("/_matrix/client/v3", v3);

@@ -1,0 +1,392 @@
+/**
+ * The RoomDO's half of /sync: one room's section for one user, between two room positions the user's UserDO
+ * recorded (`from` exclusive, `to` inclusive). The UserDO says where the user stands; the room answers from
+ * its own storage ("catch up from the source").
+ *
+ * - timeline: the newest visible events of (from, to] in stream order (arrival order, as the spec's /sync),
+ *   at most `limit`; `limited` when any older visible event of the range was left out, and then `prev_batch`
+ *   (a room pagination token, src/rooms/tokens.ts) lets /messages fetch the gap.
+ * - state: the whole state at the start of the timeline (initial sync, newly joined, full_state), or the
+ *   changes between the state at `from` and the state at the start of the timeline (incremental).
+ * - lazy-loading members: only the member events of the timeline's senders, the heroes and (on a full state)
+ *   the user's own; in incremental syncs every membership change of the gap is kept, as the spec requires.
+ *   Redundant member events are not tracked per device: a sender's member event may be sent again, which the
+ *   spec allows, so `include_redundant_members` is always honoured.
+ * - left rooms end at the user's leave (or ban): nothing after it is shown.
+ *
+ * Synchronous and read-only: it runs between the RoomDO's write transactions and never waits.
+ */
+import type { ClientEvent, JsonObject, PDU } from "../../src/protocol/events";
+import type { Room } from "./room";
+import type { Ephemeral } from "./ephemeral";
+import { RoomQueries } from "./queries";
+import { isHiddenFromClients } from "../../src/rooms/client-event";
+import { tokenBefore, formatTopoToken, cutAfter, ROOM_START } from "../../src/rooms/tokens";
+import { excludesAll, matchesEvent, selectFields, timelineLimit, type Filter, type RoomEventFilter } from "../../src/sync/filter";
+
+/** What the UserDO planned for this room (see durable-objects/user/sync-plan.ts). */
+export interface SyncRoomRequest {
+  userId: string;
+  deviceId: string;
+  membership: string;
+  from: number | null;
+  to: number;
+  fullState: boolean;
+  ephFrom: number;
+  ephTo: number;
+  /** The validated sync filter, as JSON text. */
+  filter: string;
+}
+
+/** The room's entry for the /sync response, under `rooms[section][roomId]`. */
+export interface SyncRoomResult {
+  section: "join" | "invite" | "knock" | "leave";
+  body: Record<string, unknown>;
+  /** Whether this entry carries anything new (an incremental sync omits rooms without news). */
+  news: boolean;
+}
+
+/** The `events` columns the client API reads (the shape of queries.ts's Row, as a SQL row type). */
+type Row = {
+  nid: number;
+  event_id: string;
+  type: string;
+  state_key: string | null;
+  sender: string;
+  depth: number;
+  stream_ordering: number;
+  origin_server_ts: number;
+  json: string;
+  state_before: number | null;
+  state_after: number | null;
+  redacted_by: string | null;
+  received_ts: number;
+};
+
+const COLUMNS =
+  "nid, event_id, type, state_key, sender, depth, stream_ordering, origin_server_ts, json, state_before, state_after, redacted_by, received_ts";
+const MEMBER = "m.room.member";
+/** Rows examined at most when looking for the timeline; past it the timeline is reported limited. */
+const MAX_SCAN = 2000;
+const HEROES = 5;
+
+export class SyncView {
+  private readonly queries: RoomQueries;
+
+  constructor(
+    private readonly room: Room,
+    private readonly sql: SqlStorage,
+    private readonly ephemeral: Ephemeral,
+  ) {
+    this.queries = new RoomQueries(room, sql);
+  }
+
+  /**
+   * The user's membership now, for the outbox deliverer: from the current state, or — for a room this server
+   * only knows from an invite or knock over federation (an outlier) — from that event.
+   */
+  membershipOf(userId: string): string {
+    const row = this.sql.exec<{ membership: string }>("SELECT membership FROM members WHERE user_id = ?", userId).toArray()[0];
+    if (row) return row.membership;
+    return this.outlierMembership(userId)?.membership ?? "leave";
+  }
+
+  private outlierMembership(userId: string): { membership: string; nid: number } | undefined {
+    return this.sql
+      .exec<{ membership: string; nid: number }>(
+        `SELECT membership, nid FROM events WHERE type = 'm.room.member' AND state_key = ? AND outlier = 1
+           AND rejected IS NULL AND membership IN ('invite', 'knock') ORDER BY nid DESC LIMIT 1`,
+        userId,
+      )
+      .toArray()[0];
+  }
+
+  /** Whether `userId` may see `eventId`, a timeline event of this room (receipts point at such events). */
+  canSee(userId: string, eventId: string): boolean {
+    const row = this.sql
+      .exec<Row>(`SELECT ${COLUMNS} FROM events WHERE event_id = ? AND stream_ordering IS NOT NULL`, eventId)
+      .toArray()[0];
+    if (!row || isHiddenFromClients(row.type)) return false;
+    return this.queries.visibleTo(userId, [row]).length === 1;
+  }
+
+  sync(req: SyncRoomRequest): SyncRoomResult | null {
+    if (!this.room.exists) return null;
+    const filter = JSON.parse(req.filter) as Filter;
+    switch (req.membership) {
+      case "invite":
+      case "knock":
+        return this.strippedSection(req, req.membership);
+      case "join":
+        return this.timelineSection(req, filter, "join");
+      default:
+        return this.timelineSection(req, filter, "leave");
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Invites and knocks
+
+  private strippedSection(req: SyncRoomRequest, membership: "invite" | "knock"): SyncRoomResult | null {
+    const current = this.sql
+      .exec<{ membership: string; event_nid: number }>("SELECT membership, event_nid FROM members WHERE user_id = ?", req.userId)
+      .toArray()[0];
+    const nid = current?.membership === membership ? current.event_nid : this.outlierMembership(req.userId)?.nid;
+    if (nid === undefined) return null;
+    const row = this.sql.exec<Row>(`SELECT ${COLUMNS} FROM events WHERE nid = ?`, nid).one();
+    const pdu = JSON.parse(row.json) as PDU;
+    const unsignedKey = membership === "invite" ? "invite_room_state" : "knock_room_state";
+    // Remote invites carry the inviting server's stripped state; for rooms held here, build it.
+    const given = (pdu.unsigned as JsonObject | undefined)?.[unsignedKey];
+    const events: unknown[] = Array.isArray(given) ? [...given] : this.strippedState(pdu.sender, req.userId);
+    const own = this.clientEvent(row, req, false) as unknown as Record<string, unknown>;
+    delete own.room_id;
+    const unsigned = own.unsigned as Record<string, unknown> | undefined;
+    if (unsigned) delete unsigned[unsignedKey];
+    events.push(own);
+    const key = membership === "invite" ? "invite_state" : "knock_state";
+    return { section: membership, body: { [key]: { events } }, news: true };
+  }
+
+  /** Stripped state from the current state, plus the inviter's member event. */
+  private strippedState(inviter: string, userId: string): JsonObject[] {
+    const out: JsonObject[] = this.queries.strippedState().map((e) => ({ ...e }));
+    if (inviter !== userId) {
+      const nid = this.queries.currentStateNid(MEMBER, inviter);
+      if (nid !== undefined) {
+        const e = this.room.events.authEvent(nid);
+        out.push({ type: MEMBER, state_key: inviter, sender: e.sender, content: e.content });
+      }
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Joined and left rooms
+
+  private timelineSection(req: SyncRoomRequest, filter: Filter, section: "join" | "leave"): SyncRoomResult {
+    const roomFilter = filter.room ?? {};
+    const initial = req.from === null;
+    let end = req.to;
+    if (section === "leave") {
+      // Nothing after the user's departure is theirs to see.
+      const left = this.sql
+        .exec<{ s: number }>(
+          `SELECT stream_ordering AS s FROM events WHERE type = 'm.room.member' AND state_key = ?
+             AND stream_ordering IS NOT NULL AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT 1`,
+          req.userId, req.to,
+        )
+        .toArray()[0];
+      if (left) end = left.s;
+    }
+    const start = req.from ?? 0;
+
+    // Timeline: newest first, then reversed.
+    const limit = timelineLimit(roomFilter);
+    const timelineFilter = roomFilter.timeline;
+    const picked: Row[] = [];
+    let limited = false;
+    let scanned = 0;
+    let cursor = end;
+    const skipTimeline = excludesAll(timelineFilter);
+    while (!skipTimeline && cursor > start) {
+      const page = this.sql
+        .exec<Row>(
+          `SELECT ${COLUMNS} FROM events WHERE stream_ordering > ? AND stream_ordering <= ?
+           ORDER BY stream_ordering DESC LIMIT 200`,
+          start, cursor,
+        )
+        .toArray();
+      if (page.length === 0) break;
+      cursor = page[page.length - 1]!.stream_ordering - 1;
+      scanned += page.length;
+      const candidates = page.filter(
+        (r) => !isHiddenFromClients(r.type) && matchesEvent(timelineFilter, { type: r.type, sender: r.sender, content: contentOf(r) }),
+      );
+      // The user's own membership events always show (a rejected invite or a kick must reach the client even
+      // where the history visibility would hide them), as the reference server does.
+      const shown = new Set(this.queries.visibleTo(req.userId, candidates).map((r) => r.nid));
+      const visible = candidates.filter((r) => shown.has(r.nid) || (r.type === MEMBER && r.state_key === req.userId));
+      for (const row of visible) {
+        if (picked.length >= limit) {
+          limited = true;
+          break;
+        }
+        picked.push(row);
+      }
+      if (limited) break;
+      if (scanned >= MAX_SCAN && cursor > start) {
+        // Too much to look through (invisible history, a narrow filter): report a gap rather than scan on.
+        limited = true;
+        break;
+      }
+    }
+    picked.reverse();
+
+    const body: Record<string, unknown> = {};
+    const timeline: Record<string, unknown> = {
+      events: picked.map((r) => this.clientEvent(r, req, true, filter)),
+      limited,
+    };
+    const first = picked[0];
+    if (first) timeline.prev_batch = tokenBefore(first);
+    else timeline.prev_batch = formatTopoToken(this.cutAt(end));
+    body.timeline = timeline;
+
+    // State at the start of the timeline, whole or as a delta against the state at `from`.
+    const startGroup = first ? first.state_before : this.groupAt(end);
+    const startState = this.room.states.load(startGroup);
+    const stateFilter = roomFilter.state;
+    const lazy = stateFilter?.lazy_load_members === true;
+    const whole = initial || req.fullState;
+    let stateNids: number[];
+    if (whole) {
+      stateNids = [...startState.values()];
+    } else {
+      const fromState = this.room.states.load(this.groupAt(start));
+      stateNids = [];
+      for (const [key, nid] of startState) if (fromState.get(key) !== nid) stateNids.push(nid);
+    }
+    const timelineIds = new Set(picked.map((r) => r.event_id));
+    let heroes: string[] | undefined;
+    const summary = section === "join" ? this.summary(req, start, end, whole) : undefined;
+    if (summary) {
+      heroes = summary["m.heroes"] as string[] | undefined;
+      body.summary = summary;
+    }
+    const wantedMembers = new Set<string>(picked.map((r) => r.sender));
+    if (whole) wantedMembers.add(req.userId);
+    for (const h of heroes ?? []) wantedMembers.add(h);
+    const deltaMembers = whole ? new Set<number>() : new Set(stateNids);
+    const stateRows: Row[] = [];
+    if (!excludesAll(stateFilter)) {
+      for (const nid of stateNids) {
+        const row = this.rowByNid(nid);
+        if (!row || timelineIds.has(row.event_id)) continue;
+        if (!matchesEvent(stateFilter, { type: row.type, sender: row.sender, content: contentOf(row) })) continue;
+        if (lazy && row.type === MEMBER && !deltaMembers.has(nid) && !wantedMembers.has(row.state_key!)) continue;
+        stateRows.push(row);
+      }
+      // Lazy loading on an incremental sync: senders whose membership did not change in the gap still need theirs.
+      if (lazy && !whole) {
+        const have = new Set(stateRows.filter((r) => r.type === MEMBER).map((r) => r.state_key));
+        for (const user of wantedMembers) {
+          if (have.has(user)) continue;
+          const keyId = this.room.states.existingKeyId(MEMBER, user);
+          const nid = keyId === undefined ? undefined : startState.get(keyId);
+          const row = nid === undefined ? undefined : this.rowByNid(nid);
+          if (row && !timelineIds.has(row.event_id)) stateRows.push(row);
+        }
+      }
+    }
+    body.state = { events: stateRows.map((r) => this.clientEvent(r, req, true, filter)) };
+
+    let news = whole || picked.length > 0 || stateRows.length > 0 || section === "leave";
+    if (section === "join") {
+      const ephemeral = this.ephemeralEvents(req, roomFilter.ephemeral, initial);
+      body.ephemeral = { events: ephemeral };
+      if (ephemeral.length > 0) news = true;
+      // Push rules are not evaluated against room events yet, so there are no notification counts to report.
+      body.unread_notifications = { notification_count: 0, highlight_count: 0 };
+    }
+    return { section, body, news };
+  }
+
+  /** Heroes and member counts (m.heroes, m.joined_member_count, m.invited_member_count). */
+  private summary(req: SyncRoomRequest, start: number, end: number, whole: boolean): Record<string, unknown> | undefined {
+    if (!whole) {
+      const changed = this.sql
+        .exec("SELECT 1 FROM events WHERE type = 'm.room.member' AND stream_ordering > ? AND stream_ordering <= ? LIMIT 1", start, end)
+        .toArray().length > 0;
+      if (!changed) return undefined;
+    }
+    const count = (m: string) =>
+      this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM members WHERE membership = ?", m).one().n;
+    const byOrder = (memberships: string) =>
+      this.sql
+        .exec<{ user_id: string }>(
+          `SELECT m.user_id FROM members m JOIN events e ON e.nid = m.event_nid
+           WHERE m.user_id != ? AND m.membership IN (${memberships}) ORDER BY e.stream_ordering, m.user_id LIMIT ?`,
+          req.userId, HEROES,
+        )
+        .toArray()
+        .map((r) => r.user_id);
+    const summary: Record<string, unknown> = { "m.joined_member_count": count("join"), "m.invited_member_count": count("invite") };
+    // Heroes name a room that has no name of its own (as the reference server, only then).
+    const named = ["m.room.name", "m.room.canonical_alias"].some((type) => {
+      const content = this.queries.currentStateContent(type, "");
+      return typeof content?.name === "string" && content.name !== "" || typeof content?.alias === "string" && content.alias !== "";
+    });
+    if (!named) {
+      let heroes = byOrder("'join', 'invite'");
+      if (heroes.length === 0) heroes = byOrder("'leave', 'ban'");
+      summary["m.heroes"] = heroes;
+    }
+    return summary;
+  }
+
+  /** Typing and receipts of (ephFrom, ephTo], as `m.typing` / `m.receipt` events. */
+  private ephemeralEvents(req: SyncRoomRequest, f: RoomEventFilter | undefined, initial: boolean): JsonObject[] {
+    const out: JsonObject[] = [];
+    if (excludesAll(f)) return out;
+    // Ephemeral events have no single sender: only the type lists apply.
+    const types: RoomEventFilter = {};
+    if (f?.types) types.types = f.types;
+    if (f?.not_types) types.not_types = f.not_types;
+    const allow = (type: string) => matchesEvent(types, { type, sender: "" });
+    if (allow("m.typing")) {
+      const changed = this.ephemeral.typingPosition > req.ephFrom;
+      const users = this.ephemeral.typingUsers();
+      if ((initial || req.ephFrom === 0) ? users.length > 0 : changed) out.push({ type: "m.typing", content: { user_ids: users } });
+    }
+    if (allow("m.receipt")) {
+      const content = this.ephemeral.receiptContent(req.ephFrom, req.ephTo, req.userId);
+      if (content) out.push({ type: "m.receipt", content: content as unknown as JsonObject });
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Helpers
+
+  /** The state group after the last event at or before room position `pos` (null: before the room). */
+  private groupAt(pos: number): number | null {
+    if (pos <= 0) return null;
+    return (
+      this.sql
+        .exec<{ g: number | null }>(
+          "SELECT state_after AS g FROM events WHERE stream_ordering IS NOT NULL AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT 1",
+          pos,
+        )
+        .toArray()[0]?.g ?? null
+    );
+  }
+
+  /** The pagination cut just after the last event at or before `pos`. */
+  private cutAt(pos: number) {
+    const row = this.sql
+      .exec<{ depth: number; stream_ordering: number }>(
+        "SELECT depth, stream_ordering FROM events WHERE stream_ordering IS NOT NULL AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT 1",
+        pos,
+      )
+      .toArray()[0];
+    return row ? cutAfter(row) : ROOM_START;
+  }
+
+  private rowByNid(nid: number): Row | undefined {
+    return this.sql.exec<Row>(`SELECT ${COLUMNS} FROM events WHERE nid = ?`, nid).toArray()[0];
+  }
+
+  /** The client form of an event for /sync: no `room_id`, `event_fields` applied, or the PDU on request. */
+  private clientEvent(row: Row, req: SyncRoomRequest, stripRoomId: boolean, filter?: Filter): ClientEvent | JsonObject {
+    if (filter?.event_format === "federation") return JSON.parse(row.json) as JsonObject;
+    const [event] = this.queries.toClient([row], { userId: req.userId, deviceId: req.deviceId });
+    const out = event as unknown as Record<string, unknown>;
+    if (stripRoomId) delete out.room_id;
+    return selectFields(out, filter?.event_fields) as JsonObject;
+  }
+}
+
+function contentOf(row: Row): JsonObject {
+  return (JSON.parse(row.json) as PDU).content;
+}
