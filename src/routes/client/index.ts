@@ -37,6 +37,23 @@ v3.route("/", typingRoutes);
 v3.route("/", receiptRoutes);
 // --- end sync ---
 
+// --- rooms: createRoom, send/state/redact, membership, messages/context/state/members, aliases and the
+// room directory, profiles, user directory (docs/client-rooms.md) ---
+import { roomRoutes } from "./rooms";
+import { membershipRoutes } from "./membership";
+import { messageRoutes, messageRoutesV1 } from "./messages";
+import { directoryRoutes } from "./directory";
+import { profileRoutes } from "./profile";
+import { userDirectoryRoutes } from "./user-directory";
+v3.route("/", roomRoutes);
+v3.route("/", membershipRoutes);
+v3.route("/", messageRoutes);
+v3.route("/", directoryRoutes);
+v3.route("/", profileRoutes);
+v3.route("/", userDirectoryRoutes);
+v1.route("/", messageRoutesV1);
+// --- end rooms ---
+
 export function mountClientApi(app: Hono<AppEnv>): void {
   app.route("/", clientVersions);
   app.route("/_matrix/client/v3", v3);

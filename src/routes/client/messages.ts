@@ -1,0 +1,107 @@
+/**
+ * Reading rooms: GET /rooms/{roomId}/messages, /context/{eventId}, /event/{eventId}, /state,
+ * /state/{eventType}[/{stateKey}], /members, /joined_members; v1 /rooms/{roomId}/timestamp_to_event.
+ * https://spec.matrix.org/v1.19/client-server-api/#getting-events-for-a-room
+ *
+ * Every read runs in the room's DO (durable-objects/room/queries.ts), which applies history visibility and
+ * answers with the HTTP status and body. Pagination tokens: src/rooms/tokens.ts.
+ */
+import { Hono } from "hono";
+import type { AppEnv, AppContext } from "../../http/app";
+import { requireAuth } from "../../http/auth";
+import { invalidParam, missingParam } from "../../http/errors";
+import { parseRoomEventFilter } from "../../rooms/filter";
+import { queryResponse, requireEventId, requireRoomId, roomStub } from "../../rooms/common";
+import type { ClientReadRequest, Viewer } from "../../../durable-objects/room/queries";
+
+export const messageRoutes = new Hono<AppEnv>();
+/** Routes under /_matrix/client/v1. */
+export const messageRoutesV1 = new Hono<AppEnv>();
+
+/** The largest page `/messages` and `/context` return. */
+export const MAX_PAGE = 1000;
+
+function viewer(c: AppContext): Viewer {
+  const r = c.get("requester");
+  return { userId: r.userId, deviceId: r.deviceId };
+}
+
+async function read(c: AppContext, req: ClientReadRequest): Promise<Response> {
+  const roomId = requireRoomId(c.req.param("roomId")!);
+  return queryResponse(await roomStub(c.env, roomId).clientRead(viewer(c), req));
+}
+
+function limitParam(c: AppContext, fallback: number): number {
+  const raw = c.req.query("limit");
+  if (raw === undefined || raw === "") return fallback;
+  if (!/^\d+$/.test(raw)) throw invalidParam("'limit' must be a non-negative integer");
+  return Math.min(Number(raw), MAX_PAGE);
+}
+
+function dirParam(c: AppContext, required: boolean): "b" | "f" {
+  const dir = c.req.query("dir");
+  if (dir === undefined) {
+    if (required) throw missingParam("Missing 'dir' parameter");
+    return "f";
+  }
+  if (dir !== "b" && dir !== "f") throw invalidParam("'dir' must be 'b' or 'f'");
+  return dir;
+}
+
+messageRoutes.get("/rooms/:roomId/messages", requireAuth, (c) => {
+  const req: ClientReadRequest = { kind: "messages", dir: dirParam(c, true), limit: limitParam(c, 10) };
+  const from = c.req.query("from");
+  const to = c.req.query("to");
+  const filter = parseRoomEventFilter(c.req.query("filter"));
+  if (from !== undefined && from !== "") req.from = from;
+  if (to !== undefined && to !== "") req.to = to;
+  if (filter) req.filter = filter;
+  return read(c, req);
+});
+
+messageRoutes.get("/rooms/:roomId/context/:eventId", requireAuth, (c) => {
+  const req: ClientReadRequest = { kind: "context", event_id: requireEventId(c.req.param("eventId")), limit: limitParam(c, 10) };
+  const filter = parseRoomEventFilter(c.req.query("filter"));
+  if (filter) req.filter = filter;
+  return read(c, req);
+});
+
+messageRoutes.get("/rooms/:roomId/event/:eventId", requireAuth, (c) =>
+  read(c, { kind: "event", event_id: requireEventId(c.req.param("eventId")) }),
+);
+
+messageRoutes.get("/rooms/:roomId/state", requireAuth, (c) => read(c, { kind: "state" }));
+
+function stateEvent(c: AppContext, stateKey: string) {
+  const format = c.req.query("format") ?? "content";
+  if (format !== "content" && format !== "event") throw invalidParam("'format' must be 'content' or 'event'");
+  return read(c, { kind: "state_event", type: c.req.param("eventType")!, state_key: stateKey, format });
+}
+
+messageRoutes.get("/rooms/:roomId/state/:eventType", requireAuth, (c) => stateEvent(c, ""));
+messageRoutes.get("/rooms/:roomId/state/:eventType/", requireAuth, (c) => stateEvent(c, ""));
+messageRoutes.get("/rooms/:roomId/state/:eventType/:stateKey{.+}", requireAuth, (c) => stateEvent(c, c.req.param("stateKey")));
+
+const MEMBERSHIPS = new Set(["join", "invite", "knock", "leave", "ban"]);
+
+messageRoutes.get("/rooms/:roomId/members", requireAuth, (c) => {
+  const req: ClientReadRequest = { kind: "members" };
+  const at = c.req.query("at");
+  const membership = c.req.query("membership");
+  const notMembership = c.req.query("not_membership");
+  if (membership !== undefined && !MEMBERSHIPS.has(membership)) throw invalidParam("Unknown 'membership'");
+  if (notMembership !== undefined && !MEMBERSHIPS.has(notMembership)) throw invalidParam("Unknown 'not_membership'");
+  if (at !== undefined && at !== "") req.at = at;
+  if (membership !== undefined) req.membership = membership;
+  if (notMembership !== undefined) req.not_membership = notMembership;
+  return read(c, req);
+});
+
+messageRoutes.get("/rooms/:roomId/joined_members", requireAuth, (c) => read(c, { kind: "joined_members" }));
+
+messageRoutesV1.get("/rooms/:roomId/timestamp_to_event", requireAuth, (c) => {
+  const ts = c.req.query("ts");
+  if (ts === undefined) throw missingParam("Missing 'ts' parameter");
+  if (!/^\d+$/.test(ts)) throw invalidParam("'ts' must be a timestamp in milliseconds");
+  return read(c, { kind: "timestamp_to_event", ts: Number(ts), dir: dirParam(c, true) });
+});
