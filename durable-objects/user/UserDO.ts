@@ -12,6 +12,15 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../../src/env";
 import { migrate } from "./schema";
+// E2EE and push rules (keys-service.ts and the modules it gathers)
+import { E2eeService } from "./keys-service";
+import type { ClaimRequest, ClaimedKey, CrossSigningUpload, KeyUpload } from "./keys";
+import type { ToDeviceDelivery } from "./to-device";
+import type { BackupKeyUpload, BackupUpdateResult, BackupVersionInfo } from "./key-backup";
+import type { DeviceListDelta } from "./device-lists";
+import type { Outcome } from "../../src/e2ee/result";
+import type { PushAction, RuleKind } from "../../src/push/types";
+import type { UserRule } from "../../src/push/ruleset";
 import { UserStream } from "./stream";
 import { UserRooms, asMembership } from "./rooms";
 import type { WaitOutcome } from "./waiters";
@@ -53,7 +62,11 @@ export class UserDO extends DurableObject<Env> {
    * sender's next /sync sees its own event. Stale or repeated notifications are harmless.
    */
   async roomAdvanced(roomId: string, position: number, membership: string): Promise<void> {
-    this.write(() => this.rooms.advance(roomId, position, asMembership(membership)));
+    this.write(() => {
+      const before = this.rooms.get(roomId)?.membership; // E2EE: device lists follow joins and leaves
+      if (this.rooms.advance(roomId, position, asMembership(membership))) this.e2eeMembershipChanged(roomId, before, membership);
+    });
+    this.e2eeKick(); // E2EE: deliver a queued device-list notice in the background (the alarm retries)
   }
 
   /** The room's typing notifications or receipts reached ephemeral position `position`. */
@@ -161,4 +174,121 @@ export class UserDO extends DurableObject<Env> {
   async getTags(roomId: string): Promise<string> {
     return JSON.stringify({ tags: this.accountData.tags(roomId) });
   }
+
+  // =========================================================================================================
+  // E2EE (keys, cross-signing, to-device, device lists, key backup) and push rules: thin delegates to
+  // keys-service.ts, which owns the logic (keys.ts, to-device.ts, device-lists.ts, key-backup.ts, push-rules.ts).
+  // Errors come back as Outcome values (see src/e2ee/result.ts); `userId` is always the UserDO's own user.
+
+  private e2eeService?: E2eeService;
+  private get e2ee(): E2eeService {
+    return (this.e2eeService ??= new E2eeService({
+      ctx: this.ctx,
+      env: this.env,
+      sql: this.sql,
+      stream: this.stream,
+      write: (fn) => this.write(fn),
+      setGlobalAccountData: (type, content) => void this.accountData.set("", type, content),
+      joinedRooms: () => this.rooms.withMembership("join"),
+    }));
+  }
+
+  /** Inside roomAdvanced's transaction: a join or leave changes whom the user shares rooms with. */
+  private e2eeMembershipChanged(roomId: string, before: string | undefined, after: string): void {
+    const userId = this.ctx.id.name; // named by user ID (idFromName)
+    if (userId) this.e2ee.membershipChanged(userId, roomId, before, asMembership(after));
+  }
+
+  private e2eeKick(): void {
+    this.e2ee.kick().catch((e) => console.error("e2ee outbox", e));
+  }
+
+  /** The E2EE outbox retries by alarm (the only alarm user so far; share it through a task table if needed). */
+  override async alarm(): Promise<void> {
+    await this.e2ee.drain();
+  }
+
+  async uploadKeys(userId: string, deviceId: string, upload: KeyUpload): Promise<Outcome<Record<string, number>>> {
+    return this.e2ee.uploadKeys(userId, deviceId, upload);
+  }
+  async claimKeys(requests: ClaimRequest[]): Promise<ClaimedKey[]> {
+    return this.e2ee.claimKeys(requests);
+  }
+  async queryKeys(userId: string, viewer: string, deviceIds: string[] | null): Promise<string> {
+    return this.e2ee.queryKeys(userId, viewer, deviceIds);
+  }
+  async keySignaturesByMe(targets: [string, string][]): Promise<string> {
+    return this.e2ee.signaturesByMe(targets);
+  }
+  async masterKey(): Promise<string | null> {
+    return this.e2ee.masterKey();
+  }
+  async uploadCrossSigningKeys(
+    userId: string, upload: CrossSigningUpload, deviceIds: string[], authenticated: boolean,
+  ): Promise<Outcome<"ok" | "needs_auth">> {
+    return this.e2ee.uploadCrossSigning(userId, upload, deviceIds, authenticated);
+  }
+  async uploadKeySignatures(userId: string, signedJson: string, otherMastersJson: string): Promise<Outcome<string>> {
+    return this.e2ee.uploadSignatures(userId, signedJson, otherMastersJson);
+  }
+  /** A device was deleted: its keys and to-device inbox go, and its device list changes. */
+  async deleteDeviceKeys(userId: string, deviceId: string): Promise<void> {
+    return this.e2ee.deleteDevice(userId, deviceId);
+  }
+  async deviceListChanges(from: number, to: number): Promise<DeviceListDelta> {
+    return this.e2ee.deviceListChanges(from, to);
+  }
+  async deviceListPeerChanged(peer: string): Promise<void> {
+    this.e2ee.peerChanged(peer);
+  }
+  async deviceListPeerLeft(peer: string, peerRooms: string[]): Promise<boolean> {
+    return this.e2ee.peerLeft(peer, peerRooms);
+  }
+  async sendToDevice(
+    sender: string, deviceId: string, txnId: string, type: string, byRecipient: Record<string, Record<string, string>>,
+  ): Promise<boolean> {
+    return this.e2ee.sendToDevice(sender, deviceId, txnId, type, byRecipient);
+  }
+  async receiveToDevice(userId: string, d: Pick<ToDeviceDelivery, "sender" | "type" | "message_id" | "messages">): Promise<number> {
+    return this.e2ee.receiveToDevice(userId, d);
+  }
+  async createKeyBackup(algorithm: string, authData: string): Promise<Outcome<string>> {
+    return this.e2ee.createBackup(algorithm, authData);
+  }
+  async getKeyBackup(version: string | null): Promise<Outcome<BackupVersionInfo>> {
+    return this.e2ee.getBackup(version);
+  }
+  async updateKeyBackup(version: string, algorithm: string, authData: string): Promise<Outcome<void>> {
+    return this.e2ee.updateBackup(version, algorithm, authData);
+  }
+  async deleteKeyBackup(version: string): Promise<Outcome<void>> {
+    return this.e2ee.deleteBackup(version);
+  }
+  async putBackupKeys(version: string, keys: BackupKeyUpload[]): Promise<Outcome<BackupUpdateResult>> {
+    return this.e2ee.putBackupKeys(version, keys);
+  }
+  async getBackupKeys(version: string, roomId: string | null, sessionId: string | null): Promise<Outcome<string>> {
+    return this.e2ee.getBackupKeys(version, roomId, sessionId);
+  }
+  async deleteBackupKeys(version: string, roomId: string | null, sessionId: string | null): Promise<Outcome<BackupUpdateResult>> {
+    return this.e2ee.deleteBackupKeys(version, roomId, sessionId);
+  }
+  async pushRules(userId: string): Promise<string> {
+    return this.e2ee.pushRuleset(userId);
+  }
+  async getPushRule(userId: string, kind: RuleKind, ruleId: string): Promise<Outcome<string>> {
+    return this.e2ee.getPushRule(userId, kind, ruleId);
+  }
+  async putPushRule(userId: string, rule: UserRule, before: string | null, after: string | null): Promise<Outcome<void>> {
+    return this.e2ee.putPushRule(userId, rule, before, after);
+  }
+  async deletePushRule(userId: string, kind: RuleKind, ruleId: string): Promise<Outcome<void>> {
+    return this.e2ee.deletePushRule(userId, kind, ruleId);
+  }
+  async setPushRuleAttribute(
+    userId: string, kind: RuleKind, ruleId: string, attr: { enabled: boolean } | { actions: PushAction[] },
+  ): Promise<Outcome<void>> {
+    return this.e2ee.setPushRuleAttribute(userId, kind, ruleId, attr);
+  }
+  // ====================================================================== end of E2EE and push rules ========
 }

@@ -8,6 +8,7 @@
 import type { AccountData } from "./account-data";
 import type { Membership, UserRooms } from "./rooms";
 import { SYNC_SECTIONS } from "./sync-sections";
+import { PUSH_RULES_ACCOUNT_DATA, pushRulesContent } from "./push-rules";
 
 export interface SyncPlanRequest {
   userId: string;
@@ -67,6 +68,10 @@ export function planSync(
       list.push([row.type, row.content]);
       roomData.set(row.room_id, list);
     }
+  }
+  // Push rules (push-rules.ts): an initial sync shows the default ruleset to a user who never changed a rule.
+  if (since === null && !globalData.some(([type]) => type === PUSH_RULES_ACCOUNT_DATA)) {
+    globalData.push([PUSH_RULES_ACCOUNT_DATA, pushRulesContent(sql, req.userId)]);
   }
 
   const planned: PlannedRoom[] = [];

@@ -12,6 +12,10 @@
  * (`UserDO.write` does both). A section then reports rows with since < pos <= upTo.
  */
 
+import { toDeviceSection } from "./to-device";
+import { deviceListsSection } from "./device-lists";
+import { oneTimeKeysSection } from "./keys";
+
 export interface SyncSectionContext {
   sql: SqlStorage;
   userId: string;
@@ -35,4 +39,9 @@ export interface SyncSectionResult {
 export type SyncSection = (ctx: SyncSectionContext) => SyncSectionResult | undefined;
 
 /** The registered sections, called in order. E2EE modules add theirs here. */
-export const SYNC_SECTIONS: SyncSection[] = [];
+export const SYNC_SECTIONS: SyncSection[] = [
+  // E2EE: to_device (acknowledged by the since token), device_lists, one-time key counts / unused fallback keys
+  toDeviceSection,
+  deviceListsSection,
+  oneTimeKeysSection,
+];

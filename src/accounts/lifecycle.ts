@@ -6,6 +6,7 @@
  */
 import type { Env } from "../env";
 import { deviceIdsOf, revokeAllTokens, revokeDeviceTokens } from "./store";
+import { onE2eeDeviceDeleted } from "../e2ee/devices";
 
 /**
  * Runs when a device is deleted (DELETE /devices/{id}, /delete_devices, /logout, /logout/all, password change
@@ -14,6 +15,8 @@ import { deviceIdsOf, revokeAllTokens, revokeDeviceTokens } from "./store";
  */
 export async function onDeviceDeleted(env: Env, userId: string, deviceId: string): Promise<void> {
   await revokeDeviceTokens(env.DB, userId, deviceId);
+  // E2EE and push (src/e2ee/devices.ts): keys, to-device inbox, a device-list change; the device's pushers.
+  await onE2eeDeviceDeleted(env, userId, deviceId);
 }
 
 /** Deletes devices of `userId` (unknown IDs are ignored), running {@link onDeviceDeleted} for each. */

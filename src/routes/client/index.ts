@@ -54,6 +54,17 @@ v3.route("/", userDirectoryRoutes);
 v1.route("/", messageRoutesV1);
 // --- end rooms ---
 
+// --- e2ee and push: keys, cross-signing, to-device, key backup, push rules and pushers (docs/e2ee.md) ---
+import { keyRoutes } from "./keys";
+import { toDeviceRoutes } from "./to-device";
+import { roomKeyRoutes } from "./room-keys";
+import { pushRuleRoutes } from "./push-rules";
+v3.route("/", keyRoutes);
+v3.route("/", toDeviceRoutes);
+v3.route("/", roomKeyRoutes);
+v3.route("/", pushRuleRoutes);
+// --- end e2ee and push ---
+
 export function mountClientApi(app: Hono<AppEnv>): void {
   app.route("/", clientVersions);
   app.route("/_matrix/client/v3", v3);
