@@ -64,6 +64,8 @@ const INBOUND_MEMORY_MS = 24 * 3600 * 1000;
 const INBOUND_STALE_MS = 120 * 1000;
 /** EDU types that are worthless once old: dropped when a catch-up starts. */
 const EPHEMERAL_EDU_TYPES = ["m.typing", "m.presence"];
+/** Ephemeral EDUs older than this are dropped instead of sent. */
+const EPHEMERAL_EDU_MAX_AGE_MS = 60 * 1000;
 /** Scan rounds (one RoomDO call per backlogged room each) per transaction build. */
 const MAX_SCAN_ROUNDS = 20;
 
@@ -237,8 +239,9 @@ export class DestinationDO extends DurableObject<Env> {
   // ---------------------------------------------------------------------------------------------------------
   // Sending
 
+  /** The alarm is the retry timer (or the watchdog of a transaction in flight): it always tries. */
   override async alarm(): Promise<void> {
-    await this.pump();
+    await this.pump(true);
   }
 
   /** Starts a sending loop unless one runs or the server is backing off. Never blocks the caller. */
@@ -251,13 +254,16 @@ export class DestinationDO extends DurableObject<Env> {
     void this.pump();
   }
 
-  /** Sends transactions until nothing is left or one fails. Concurrent calls share one loop. */
-  private pump(): Promise<void> {
+  /**
+   * Sends transactions until nothing is left or one fails. Concurrent calls share one loop. `force` (the alarm)
+   * ignores the backoff for the first attempt.
+   */
+  private pump(force = false): Promise<void> {
     this.pumping ??= (async () => {
       try {
-        for (;;) {
+        for (let first = true; ; first = false) {
           const retryAt = this.num("retry_at");
-          if (retryAt !== null && retryAt > Date.now()) {
+          if (!(force && first) && retryAt !== null && retryAt > Date.now()) {
             await this.ctx.storage.setAlarm(retryAt);
             return;
           }
@@ -291,6 +297,12 @@ export class DestinationDO extends DurableObject<Env> {
     if (!destination) return undefined;
     const catchingUp = this.meta("catching_up") === "1";
     const pdus: string[] = [];
+    // Typing and presence older than a minute are worthless: drop them rather than send them.
+    this.sql.exec(
+      `DELETE FROM edus WHERE queued_ts < ? AND edu_type IN (${EPHEMERAL_EDU_TYPES.map(() => "?").join(",")})`,
+      Date.now() - EPHEMERAL_EDU_MAX_AGE_MS,
+      ...EPHEMERAL_EDU_TYPES,
+    );
     const edus = this.sql
       .exec<{ id: number; edu_type: string; content: string }>("SELECT id, edu_type, content FROM edus ORDER BY id LIMIT ?", this.maxEdus)
       .toArray();

@@ -264,9 +264,9 @@ export class InboundRoom {
     const checked = (await checkPdus(capped, this.version!, this.roomId, this.keys)).filter(
       (c): c is Extract<CheckedPdu, { ok: true }> => c.ok && c.eventId !== eventId,
     );
-    const held = new Set(await this.stub.heldEvents(checked.map((c) => c.eventId)));
-    const fresh = checked.filter((c) => !held.has(c.eventId)).sort((a, b) => a.pdu.depth - b.pdu.depth);
-    for (const c of fresh) {
+    // Events already in the timeline come back as duplicates; outliers (held for an auth chain) get placed.
+    const ordered = checked.sort((a, b) => a.pdu.depth - b.pdu.depth);
+    for (const c of ordered) {
       try {
         await this.processEvent(c.pdu, c.eventId, false);
       } catch (e) {

@@ -27,7 +27,7 @@ export interface RecordedRequest {
   body: unknown;
 }
 
-export type Route = (req: RecordedRequest) => Response | Promise<Response> | undefined;
+export type Route = (req: RecordedRequest) => Response | undefined | Promise<Response | undefined>;
 
 let keySeq = 0;
 
@@ -92,7 +92,7 @@ export class FakeServer {
   authorization(
     method: string,
     uri: string,
-    content: unknown,
+    content?: unknown,
     opts: { destination?: string; origin?: string; key?: SigningKey } = {},
   ): string {
     return signRequest(
