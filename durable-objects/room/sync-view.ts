@@ -23,6 +23,9 @@ import { RoomQueries } from "./queries";
 import { isHiddenFromClients } from "../../src/rooms/client-event";
 import { tokenBefore, formatTopoToken, cutAfter, ROOM_START } from "../../src/rooms/tokens";
 import { excludesAll, matchesEvent, selectFields, timelineLimit, type Filter, type RoomEventFilter } from "../../src/sync/filter";
+import { evaluatePushRules, notificationPowerLevels, type PushContext } from "../../src/push/evaluator";
+import type { Ruleset } from "../../src/push/types";
+import { userPowerLevel } from "../../src/protocol/auth/power-levels";
 
 /** What the UserDO planned for this room (see durable-objects/user/sync-plan.ts). */
 export interface SyncRoomRequest {
@@ -36,6 +39,8 @@ export interface SyncRoomRequest {
   ephTo: number;
   /** The validated sync filter, as JSON text. */
   filter: string;
+  /** The user's push ruleset (JSON text of a Ruleset) for notification counts; null: counts are 0. */
+  pushRules: string | null;
 }
 
 /** The room's entry for the /sync response, under `rooms[section][roomId]`. */
@@ -69,6 +74,8 @@ const MEMBER = "m.room.member";
 /** Rows examined at most when looking for the timeline; past it the timeline is reported limited. */
 const MAX_SCAN = 2000;
 const HEROES = 5;
+/** Unread events examined at most for notification counts (older unread events are not counted). */
+const MAX_UNREAD_SCAN = 1000;
 
 export class SyncView {
   private readonly queries: RoomQueries;
@@ -286,10 +293,60 @@ export class SyncView {
       const ephemeral = this.ephemeralEvents(req, roomFilter.ephemeral, initial);
       body.ephemeral = { events: ephemeral };
       if (ephemeral.length > 0) news = true;
-      // Push rules are not evaluated against room events yet, so there are no notification counts to report.
-      body.unread_notifications = { notification_count: 0, highlight_count: 0 };
+      body.unread_notifications = this.unreadCounts(req, end);
     }
     return { section, body, news };
+  }
+
+  /**
+   * Notification counts: the events after the user's read-up-to mark (the later of their unthreaded or `main`
+   * m.read / m.read.private receipts) up to `end`, evaluated against the user's push rules. Computed when the
+   * sync asks, not stored per event: at most MAX_UNREAD_SCAN events are examined.
+   */
+  private unreadCounts(req: SyncRoomRequest, end: number): { notification_count: number; highlight_count: number } {
+    const counts = { notification_count: 0, highlight_count: 0 };
+    if (req.pushRules === null) return counts;
+    const rules = JSON.parse(req.pushRules) as Ruleset;
+    let readUpTo = 0;
+    for (const r of this.ephemeral.receiptsOf(req.userId)) {
+      if (r.receipt_type !== "m.read" && r.receipt_type !== "m.read.private") continue;
+      if (r.thread_id !== "" && r.thread_id !== "main") continue;
+      const s = this.sql.exec<{ s: number | null }>("SELECT stream_ordering AS s FROM events WHERE event_id = ?", r.event_id).toArray()[0]?.s;
+      if (s != null && s > readUpTo) readUpTo = s;
+    }
+    if (readUpTo >= end) return counts;
+    const rows = this.sql
+      .exec<Row>(
+        `SELECT ${COLUMNS} FROM events WHERE stream_ordering > ? AND stream_ordering <= ? AND sender != ?
+         ORDER BY stream_ordering DESC LIMIT ?`,
+        readUpTo, end, req.userId, MAX_UNREAD_SCAN,
+      )
+      .toArray()
+      .filter((r) => !isHiddenFromClients(r.type));
+    if (rows.length === 0) return counts;
+    const lookup = (type: string, sk: string) => {
+      const nid = this.queries.currentStateNid(type, sk);
+      return nid === undefined ? undefined : this.room.events.authEvent(nid);
+    };
+    const own = this.queries.currentStateContent(MEMBER, req.userId);
+    const ctx: PushContext = {
+      userId: req.userId,
+      displayName: typeof own?.displayname === "string" ? own.displayname : null,
+      memberCount: this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM members WHERE membership = 'join'").one().n,
+      senderPowerLevel: 0,
+      notificationPowerLevels: notificationPowerLevels(this.queries.currentStateContent("m.room.power_levels", "")),
+    };
+    const levels = new Map<string, number>();
+    for (const row of this.queries.visibleTo(req.userId, rows)) {
+      let level = levels.get(row.sender);
+      if (level === undefined) levels.set(row.sender, (level = userPowerLevel(row.sender, lookup, this.room.version)));
+      const pdu = JSON.parse(row.json) as PDU;
+      const match = evaluatePushRules(rules, { ...pdu, event_id: row.event_id } as Record<string, unknown>, { ...ctx, senderPowerLevel: level });
+      if (!match?.notify) continue;
+      counts.notification_count++;
+      if (match.highlight) counts.highlight_count++;
+    }
+    return counts;
   }
 
   /** Heroes and member counts (m.heroes, m.joined_member_count, m.invited_member_count). */

@@ -98,7 +98,11 @@ async function render(
   let news = plan.sectionNews;
 
   const planned = plan.rooms.filter((r) => matchesRoom(roomFilter, r.roomId));
-  const results = await Promise.all(planned.map((r) => syncOneRoom(env, requester, req, r)));
+  // Notification counts need the user's push rules (kept in the UserDO), once per sync.
+  const pushRules = planned.some((r) => r.membership === "join")
+    ? await env.USERS.get(env.USERS.idFromName(requester.userId)).pushRules(requester.userId)
+    : null;
+  const results = await Promise.all(planned.map((r) => syncOneRoom(env, requester, req, r, pushRules)));
   planned.forEach((r, i) => {
     const result = results[i];
     if (!result) return;
@@ -121,7 +125,13 @@ async function render(
   return { response, news };
 }
 
-async function syncOneRoom(env: Env, requester: Requester, req: SyncRequest, r: PlannedRoom): Promise<SyncRoomResult | null> {
+async function syncOneRoom(
+  env: Env,
+  requester: Requester,
+  req: SyncRequest,
+  r: PlannedRoom,
+  pushRules: string | null,
+): Promise<SyncRoomResult | null> {
   const stub = env.ROOMS.get(env.ROOMS.idFromName(r.roomId));
   const text = await stub.syncRoom({
     userId: requester.userId,
@@ -133,6 +143,7 @@ async function syncOneRoom(env: Env, requester: Requester, req: SyncRequest, r: 
     ephFrom: r.ephFrom,
     ephTo: r.ephTo,
     filter: JSON.stringify(filterForRoom(req.filter, r.roomId)),
+    pushRules,
   });
   return text === null ? null : (JSON.parse(text) as SyncRoomResult);
 }

@@ -1,19 +1,18 @@
 /** GET /sync: initial and incremental syncs, timelines, state, sections, long polls, read-your-writes. */
 import { describe, expect, it } from "vitest";
 import { testEnv } from "./helpers";
-import { bodies, call, createUserDirect, member, newRoom, request, say, sync, type Ev, type SyncBody } from "./sync-helpers";
+import { bodies, call, createUserDirect, member, newRoom, request, say, sync, type Ev, type SyncBody, type TestUser } from "./sync-helpers";
+import { roomTokenForSyncToken } from "../../src/sync/tokens";
 
 const filterParam = (f: unknown) => JSON.stringify(f);
 
-/** Pages back through the room with /messages from a token until `n` messages are collected. */
-async function paginateBack(roomId: string, userId: string, from: string, n: number): Promise<string[]> {
-  const stub = testEnv.ROOMS.get(testEnv.ROOMS.idFromName(roomId));
+/** Pages back through the room with GET /messages from a token until `n` messages (or `to`) are reached. */
+async function paginateBack(roomId: string, user: TestUser, from: string, n: number, to?: string): Promise<string[]> {
   const out: string[] = [];
   let token: string | undefined = from;
   while (token && out.length < n) {
-    const res = await stub.clientRead({ userId }, { kind: "messages", dir: "b", from: token, limit: 7 });
-    expect(res.status).toBe(200);
-    const body = JSON.parse(res.body) as { chunk: Ev[]; end?: string };
+    const qs: URLSearchParams = new URLSearchParams({ dir: "b", from: token, limit: "7", ...(to ? { to } : {}) });
+    const body: { chunk: Ev[]; end?: string } = await call<{ chunk: Ev[]; end?: string }>("GET", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?${qs}`, { user });
     for (const e of body.chunk) if (e.type === "m.room.message") out.push(String(e.content.body));
     token = body.end;
   }
@@ -51,7 +50,7 @@ describe("/sync initial", () => {
     // State at the start of the timeline: everything, since no state event is in the timeline.
     const types = room.state.events.map((e) => e.type).sort();
     expect(types).toEqual(["m.room.create", "m.room.history_visibility", "m.room.join_rules", "m.room.member", "m.room.power_levels"]);
-    const earlier = await paginateBack(roomId, alice.userId, room.timeline.prev_batch!, 40);
+    const earlier = await paginateBack(roomId, alice, room.timeline.prev_batch!, 40);
     expect(earlier).toEqual(Array.from({ length: 40 }, (_, i) => `m${39 - i}`));
   });
 
@@ -108,6 +107,7 @@ describe("/sync incremental", () => {
     const alice = await createUserDirect();
     const { roomId, stub } = await newRoom(alice);
     const f = filterParam({ room: { timeline: { limit: 5 } } });
+    await say(stub, alice, "already seen");
     const s0 = await sync(alice, { filter: f });
     for (let i = 0; i < 10; i++) await say(stub, alice, `a${i}`);
     await stub.send({ type: "m.room.topic", state_key: "", sender: alice.userId, content: { topic: "gap topic" } });
@@ -117,8 +117,9 @@ describe("/sync incremental", () => {
     expect(room.timeline.limited).toBe(true);
     expect(bodies(room)).toEqual(["b5", "b6", "b7", "b8", "b9"]);
     expect(room.state.events.map((e) => [e.type, e.content])).toEqual([["m.room.topic", { topic: "gap topic" }]]);
-    // Filling the gap: from prev_batch back to the since point gives every event in between.
-    const gap = await paginateBack(roomId, alice.userId, room.timeline.prev_batch!, 15);
+    // Filling the gap as the spec says: /messages from prev_batch back to the since token (as a room token).
+    const to = (await roomTokenForSyncToken(testEnv, alice.userId, roomId, s0.next_batch))!;
+    const gap = await paginateBack(roomId, alice, room.timeline.prev_batch!, 100, to);
     expect(gap).toEqual([..."43210"].map((i) => `b${i}`).concat([..."9876543210"].map((i) => `a${i}`)));
   });
 
@@ -379,5 +380,34 @@ describe("/sync and account data", () => {
     expect(filtered.account_data.events.map((e) => e.type).filter((t) => t.startsWith("org.example."))).toEqual([]);
     const none = await sync(alice, { filter: filterParam({ account_data: { types: [] } }) });
     expect(none.account_data.events).toEqual([]);
+  });
+});
+
+describe("/sync notification counts", () => {
+  it("counts what the user's push rules notify for after their read receipt", async () => {
+    const alice = await createUserDirect();
+    const bob = await createUserDirect();
+    const { roomId, stub } = await newRoom(alice);
+    await member(stub, bob, bob.userId, "join");
+    await say(stub, alice, "mine do not count");
+    await say(stub, bob, "one");
+    await say(stub, bob, "two");
+    const mention = await stub.send({
+      type: "m.room.message",
+      sender: bob.userId,
+      content: { msgtype: "m.text", body: "hey alice", "m.mentions": { user_ids: [alice.userId] } },
+    });
+    if (!mention.ok) throw new Error(mention.error);
+    const s0 = await sync(alice);
+    expect(s0.rooms.join[roomId]!.unread_notifications).toEqual({ notification_count: 3, highlight_count: 1 });
+    await call("POST", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/receipt/m.read/${encodeURIComponent(mention.event_id)}`, {
+      user: alice,
+      body: {},
+    });
+    const s1 = await sync(alice, { since: s0.next_batch });
+    expect(s1.rooms.join[roomId]!.unread_notifications).toEqual({ notification_count: 0, highlight_count: 0 });
+    await say(stub, bob, "three");
+    const s2 = await sync(alice, { since: s1.next_batch, timeout: 10_000 });
+    expect(s2.rooms.join[roomId]!.unread_notifications).toEqual({ notification_count: 1, highlight_count: 0 });
   });
 });
