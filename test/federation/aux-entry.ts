@@ -8,6 +8,13 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import app from "../../src/index";
 import type { Env } from "../../src/env";
+import type { PDU } from "../../src/protocol/events";
+import type { EventTemplate } from "../../durable-objects/room/room";
+import { roomVersion } from "../../src/protocol/room-versions";
+import { toFederationPdu } from "../../src/protocol/event-id";
+import { buildCreateEvent } from "../../src/rooms/create-event";
+import { getServerKeys } from "../../src/server-keys";
+import { destinationStatus, queueEdu } from "../../src/federation/destinations";
 
 export * from "../../src/index";
 
@@ -45,9 +52,85 @@ export default {
   },
 };
 
+/** Test-only control of this homeserver, for the harness tests (service binding `HS2_CONTROL`, …). */
 export class TestControl extends WorkerEntrypoint<AuxEnv> {
-  async serverName(): Promise<string> {
+  private async ready(): Promise<void> {
     await ensureMigrated(this.env);
+  }
+
+  private room(roomId: string) {
+    return this.env.ROOMS.get(this.env.ROOMS.idFromName(roomId));
+  }
+
+  async serverName(): Promise<string> {
+    await this.ready();
     return this.env.SERVER_NAME;
+  }
+
+  /** Creates a public room (power levels, join rules, shared history) as `creator`. */
+  async createRoom(creator: string, versionId: string): Promise<string> {
+    await this.ready();
+    const version = roomVersion(versionId)!;
+    const keys = await getServerKeys(this.env);
+    const { pdu, roomId } = buildCreateEvent({ creator, version, serverName: this.env.SERVER_NAME, signingKey: keys.current, now: Date.now() });
+    const users: Record<string, number> = version.privilegedCreators ? {} : { [creator]: 100 };
+    const results = await this.room(roomId).createRoom(pdu, roomId, version.id, [
+      { type: "m.room.member", state_key: creator, sender: creator, content: { membership: "join" } },
+      { type: "m.room.power_levels", state_key: "", sender: creator, content: { users, users_default: 0, events_default: 0, state_default: 50, ban: 50, kick: 50, redact: 50, invite: 0 } },
+      { type: "m.room.join_rules", state_key: "", sender: creator, content: { join_rule: "public" } },
+      { type: "m.room.history_visibility", state_key: "", sender: creator, content: { history_visibility: "shared" } },
+    ]);
+    for (const r of results) if (!r.ok) throw new Error(`createRoom: ${r.error}`);
+    return roomId;
+  }
+
+  /** Sends an event as a local user; returns its ID. */
+  async send(roomId: string, template: { type: string; state_key?: string; sender: string; content: Record<string, string> }): Promise<string> {
+    await this.ready();
+    const r = await this.room(roomId).send(template as EventTemplate);
+    if (!r.ok) throw new Error(`send: ${r.error}`);
+    return r.event_id;
+  }
+
+  /** The room's events in stream order, in federation format (JSON strings), for seeding another server. */
+  async history(roomId: string): Promise<string[]> {
+    await this.ready();
+    const version = roomVersion((await this.room(roomId).federationInfo())!.room_version)!;
+    const rows = await this.room(roomId).eventsAfter(0, 10_000);
+    return rows.map((r) => JSON.stringify(toFederationPdu(JSON.parse(r.json) as object, version)));
+  }
+
+  /** Copies a room's history from its JSON PDUs (as `history` returns) into this server: a stand-in for a join. */
+  async seedRoom(roomId: string, versionId: string, pdus: string[]): Promise<string[]> {
+    await this.ready();
+    const [create, ...rest] = pdus.map((p) => JSON.parse(p) as PDU);
+    const stub = this.room(roomId);
+    const created = await stub.createRoom(create!, roomId, versionId, []);
+    if (!created[0]!.ok) throw new Error(`seedRoom: ${JSON.stringify(created)}`);
+    return (await stub.receive(rest)).map((o) => o.status);
+  }
+
+  /** Timeline (type, sender, body) in stream order. */
+  async timeline(roomId: string): Promise<{ event_id: string; type: string; sender: string; body: string | null }[]> {
+    await this.ready();
+    return (await this.room(roomId).eventsAfter(0, 10_000)).map((r) => {
+      const e = JSON.parse(r.json) as { type: string; sender: string; content: { body?: unknown } };
+      return { event_id: r.event_id, type: e.type, sender: e.sender, body: typeof e.content.body === "string" ? e.content.body : null };
+    });
+  }
+
+  async typingUsers(roomId: string): Promise<string[]> {
+    await this.ready();
+    return this.room(roomId).typingUsers();
+  }
+
+  async queueEdu(destination: string, eduType: string, contentJson: string): Promise<void> {
+    await this.ready();
+    await queueEdu(this.env, destination, eduType, JSON.parse(contentJson) as object);
+  }
+
+  async destinationStatus(destination: string): Promise<string> {
+    await this.ready();
+    return JSON.stringify(await destinationStatus(this.env, destination));
   }
 }
