@@ -439,11 +439,16 @@ export class RoomDO extends DurableObject<Env> {
   // Federation (src/federation, durable-objects/destination): outbound reads, inbound outliers and gaps.
   // =========================================================================================================
 
-  /** What inbound `/send` needs to know before handing PDUs over: the room version and whether we are in it. */
-  async federationInfo(): Promise<{ room_id: string; room_version: string; local_joined: number; partial_state: boolean } | null> {
+  /**
+   * What inbound `/send` needs to know before handing PDUs over: the room version, whether we are in it, and
+   * the content of its current `m.room.server_acl` (JSON, or null without one).
+   */
+  async federationInfo(): Promise<{ room_id: string; room_version: string; local_joined: number; partial_state: boolean; server_acl: string | null } | null> {
     if (!this.room.exists) return null;
     const ours = getConfig(this.env).serverName;
+    const acl = this.room.lookupIn(this.room.currentState())("m.room.server_acl", "");
     return {
+      server_acl: acl ? JSON.stringify(acl.content) : null,
       room_id: this.room.roomId,
       room_version: this.room.version.id,
       local_joined: this.ctx.storage.sql

@@ -7,14 +7,13 @@
  * - `typing`, `receipt`: the room's ephemeral stream (RoomDO.setTyping / RoomDO.putReceipt, which check that the
  *   user is joined and, for receipts, that the event exists). Implemented.
  * - `presence`: HOOK (presence engineer) — no presence store yet; dropped.
- * - `toDevice`: HOOK (E2EE engineer) — deliver into the recipient's UserDO to-device inbox, deduplicated by
- *   (sender, messageId); `deviceId` may be "*" for all devices. Dropped until then.
- * - `deviceListUpdate`: HOOK (E2EE engineer) — `m.device_list_update` for a remote user: update the cached device
- *   list (or mark it stale when `prev_id` does not match) and notify local users sharing a room. Dropped until then.
- * - `signingKeyUpdate`: HOOK (E2EE engineer) — `m.signing_key_update`: update cached cross-signing keys. Dropped
- *   until then.
+ * - `toDevice`: the recipient's UserDO to-device inbox, deduplicated by (sender, messageId); `deviceId` may be
+ *   "*" for all devices. Implemented (src/e2ee/federation.ts).
+ * - `deviceListUpdate`, `signingKeyUpdate`: local users sharing a room with the remote user see them in
+ *   `device_lists.changed` and refetch. Implemented (src/e2ee/federation.ts); there is no remote key cache.
  */
 import type { Env } from "../env";
+import { receiveRemoteToDevice, remoteDeviceListChanged } from "../e2ee/federation";
 
 /** How long a remote user's typing notification lasts (federation EDUs carry no timeout). */
 export const FEDERATION_TYPING_TIMEOUT_MS = 30_000;
@@ -77,14 +76,15 @@ export const inboundEduHooks: InboundEduHooks = {
   async presence() {
     // HOOK (presence): no presence store yet.
   },
-  async toDevice(_env, origin, msg) {
-    // HOOK (E2EE): deliver to the UserDO to-device inbox of msg.recipient.
-    console.warn(`federation: dropping a to-device message from ${origin} for ${msg.recipient} (no inbox hook yet)`);
+  // E2EE (src/e2ee/federation.ts): to-device inbox; device-list and signing-key updates notify local users
+  // sharing a room (no remote key cache: /keys/query asks the remote server).
+  async toDevice(env, _origin, msg) {
+    await receiveRemoteToDevice(env, msg);
   },
-  async deviceListUpdate() {
-    // HOOK (E2EE): remote device list cache.
+  async deviceListUpdate(env, _origin, edu) {
+    await remoteDeviceListChanged(env, edu.userId);
   },
-  async signingKeyUpdate() {
-    // HOOK (E2EE): remote cross-signing key cache.
+  async signingKeyUpdate(env, _origin, edu) {
+    await remoteDeviceListChanged(env, edu.userId);
   },
 };

@@ -1,13 +1,21 @@
 /**
- * Inbound EDUs (https://spec.matrix.org/v1.19/server-server-api/#edus). Each EDU is checked here — shape, and
- * that the users it speaks for belong to the origin server (a server may only speak for its own users) — and
- * then applied through the hooks in edu-hooks.ts. EDUs are best effort: a bad or failing one is logged and
+ * Inbound EDUs (https://spec.matrix.org/v1.19/server-server-api/#edus). Each EDU is checked here — shape,
+ * that the users it speaks for belong to the origin server (a server may only speak for its own users), and for
+ * typing and receipts that the room's server ACL admits the origin — and then applied through the hooks in
+ * edu-hooks.ts. EDUs are best effort: a bad or failing one is logged and
  * dropped, never failing the transaction.
  */
 import type { Env } from "../env";
 import { getConfig } from "../config";
 import { isValidRoomId, isValidUserId, serverNameOf } from "../protocol/identifiers";
 import { inboundEduHooks } from "./edu-hooks";
+import { serverAllowedByAcl } from "./acl";
+
+/** Whether the room is known here and its server ACL lets `origin` in (room-scoped EDUs: typing, receipts). */
+async function roomAdmits(env: Env, roomId: string, origin: string): Promise<boolean> {
+  const info = await env.ROOMS.get(env.ROOMS.idFromName(roomId)).federationInfo();
+  return info !== null && serverAllowedByAcl(origin, info.server_acl === null ? null : JSON.parse(info.server_acl));
+}
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -35,12 +43,14 @@ async function handleEdu(env: Env, origin: string, type: string, content: Record
     case "m.typing": {
       const { room_id, user_id, typing } = content;
       if (!isValidRoomId(room_id) || !isUserOf(user_id, origin) || typeof typing !== "boolean") return;
+      if (!(await roomAdmits(env, room_id, origin))) return;
       await inboundEduHooks.typing(env, origin, { roomId: room_id, userId: user_id, typing });
       return;
     }
     case "m.receipt": {
       for (const [roomId, byType] of Object.entries(content)) {
         if (!isValidRoomId(roomId) || !isObject(byType)) continue;
+        if (!(await roomAdmits(env, roomId, origin))) continue;
         const read = byType["m.read"]; // the only receipt type that is federated
         if (!isObject(read)) continue;
         for (const [userId, receipt] of Object.entries(read)) {

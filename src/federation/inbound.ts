@@ -4,7 +4,7 @@
  * - Idempotent per (origin, txnId): the origin's DestinationDO records each transaction ID and its response; a
  *   retry gets the stored response, a concurrent duplicate waits for the first.
  * - PDUs are grouped by room; rooms are processed concurrently, the PDUs of a room in order. A PDU for a room we
- *   are not in gets an error entry. Per PDU: room version from the RoomDO → format → signatures (all PDUs of the
+ *   are not in, or whose server ACL denies the origin, gets an error entry. Per PDU: room version from the RoomDO → format → signatures (all PDUs of the
  *   room verified together) → content hash (mismatch: redacted) → `RoomDO.receive` (auth events, state before,
  *   soft-fail). A PDU that fails never stops the others.
  * - Missing auth events: `/event_auth` from the origin (then `/event/{id}`), stored as outliers.
@@ -31,6 +31,7 @@ import { KeyStore } from "./keys";
 import { checkPdus, sortByAuthChain, tryEventId, type CheckedPdu } from "./pdu-checks";
 import { destinationStub } from "./destinations";
 import { handleEdus } from "./edus";
+import { serverAllowedByAcl } from "./acl";
 
 export const MAX_PDUS_PER_TXN = 50;
 export const MAX_EDUS_PER_TXN = 100;
@@ -190,6 +191,13 @@ export class InboundRoom {
       return results;
     }
     this.version = version;
+    if (!serverAllowedByAcl(this.origin, info.server_acl === null ? null : JSON.parse(info.server_acl))) {
+      for (const raw of raws) {
+        const id = tryEventId(raw, version);
+        if (id) results[id] = { error: `${this.origin} is denied by the room's server ACL` };
+      }
+      return results;
+    }
     const checked = await checkPdus(raws, version, this.roomId, this.keys);
     for (const c of checked) {
       if (!c.ok) {

@@ -158,6 +158,19 @@ describe("transactions", () => {
   });
 });
 
+describe("server ACLs", () => {
+  it("ignores PDUs and typing from a server the room's ACL denies", async () => {
+    const room = await sharedRoom(remote);
+    const acl = await room.stub.send({ type: "m.room.server_acl", state_key: "", sender: alice, content: { allow: ["*"], deny: [remote.name] } });
+    expect(acl.ok).toBe(true);
+    const msg = await remoteMessage(remote, room, room.user, "still here?");
+    const res = await remote.send("t-acl", [msg.pdu], [{ edu_type: "m.typing", content: { room_id: room.roomId, user_id: room.user, typing: true } }]);
+    expect(res.body.pdus![msg.eventId]!.error).toMatch(/server ACL/);
+    expect(await eventRow(room.stub, msg.eventId)).toBeUndefined();
+    expect(await room.stub.typingUsers()).toEqual([]);
+  });
+});
+
 describe("missing events", () => {
   /** Three events carol sends on top of the room's extremity, the first two withheld. */
   async function chain(room: Awaited<ReturnType<typeof sharedRoom>>, n: number) {
