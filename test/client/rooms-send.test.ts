@@ -124,7 +124,7 @@ describe("state events", () => {
 });
 
 describe("redaction", () => {
-  async function getEvent(user: Parameters<typeof call>[2]["user"], roomId: string, eventId: string) {
+  async function getEvent(user: TestUser, roomId: string, eventId: string) {
     return call<ClientEventJson>("GET", `${V3}/rooms/${enc(roomId)}/event/${enc(eventId)}`, { user });
   }
 
