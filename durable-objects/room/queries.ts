@@ -441,7 +441,19 @@ export class RoomQueries {
     const opts: { to?: TopoPos; filter?: RoomEventFilter; lookups: StateLookups } = { lookups };
     if (to) opts.to = to;
     if (req.filter) opts.filter = req.filter;
-    const { rows, next } = this.scan(viewer, req.dir, from, req.limit, opts);
+    // A user who left sees nothing after their leave (visibility says so event by event); starting the walk
+    // there instead of at the live end saves scanning everything that happened since (as Synapse does).
+    let walkFrom = from;
+    if (!access.current) {
+      const member = this.currentMember(viewer.userId);
+      const leave = member ? this.rowByNid(member.event_nid) : undefined;
+      if (leave && leave.stream_ordering !== null) {
+        const leaveCut = cutAfter(leave);
+        if (req.dir === "b" && compareTopo(walkFrom, leaveCut) > 0) walkFrom = leaveCut;
+        if (req.dir === "f" && (!opts.to || compareTopo(opts.to, leaveCut) > 0)) opts.to = leaveCut;
+      }
+    }
+    const { rows, next } = this.scan(viewer, req.dir, walkFrom, req.limit, opts);
     const body: Record<string, unknown> = { chunk: this.toClient(rows, viewer, lookups), start };
     if (next) body.end = formatTopoToken(next);
     if (req.filter?.lazy_load_members && rows.length > 0) {

@@ -189,6 +189,32 @@ describe("history visibility over HTTP", () => {
     expect(state.find((e) => e.state_key === bob.userId)!.content.membership).toBe("leave");
     await expectError("GET", `${V3}/rooms/${enc(roomId)}/joined_members`, { user: bob }, 403, "M_FORBIDDEN");
   });
+
+  it("forward pagination of a departed user ends at their leave", async () => {
+    const alice = await createUserDirect();
+    const bob = await createUserDirect();
+    const roomId = await newRoom(alice, { preset: "public_chat" });
+    await join(bob, roomId);
+    const last = await sendText(alice, roomId, "last one bob sees");
+    await leave(bob, roomId);
+    for (let i = 0; i < 5; i++) await sendText(alice, roomId, `later ${i}`);
+    const pages = await paginateAll(bob, roomId, "f", 2);
+    const ids = pages.flatMap((p) => p.chunk.map((e) => e.event_id));
+    expect(ids.at(-2)).toBe(last);
+    expect(pages.flatMap((p) => p.chunk).at(-1)!.content.membership).toBe("leave");
+  });
+
+  it("accepts a /sync next_batch token as `from`", async () => {
+    const alice = await createUserDirect();
+    const roomId = await newRoom(alice);
+    const a = await sendText(alice, roomId, "before the sync");
+    const sync = await call<{ next_batch: string }>("GET", `${V3}/sync?timeout=0`, { user: alice });
+    const b = await sendText(alice, roomId, "after the sync");
+    const back = await messages(alice, roomId, { dir: "b", limit: 1, from: sync.next_batch });
+    expect(back.chunk.map((e) => e.event_id)).toEqual([a]);
+    const fwd = await messages(alice, roomId, { dir: "f", limit: 10, from: sync.next_batch });
+    expect(fwd.chunk.map((e) => e.event_id)).toEqual([b]);
+  });
 });
 
 describe("/context, /event, /members, /timestamp_to_event", () => {

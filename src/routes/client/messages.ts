@@ -13,6 +13,7 @@ import { invalidParam, missingParam } from "../../http/errors";
 import { parseRoomEventFilter } from "../../rooms/filter";
 import { queryResponse, requireEventId, requireRoomId, roomStub } from "../../rooms/common";
 import type { ClientReadRequest, Viewer } from "../../../durable-objects/room/queries";
+import { roomTokenForSyncToken } from "../../sync/tokens";
 
 export const messageRoutes = new Hono<AppEnv>();
 /** Routes under /_matrix/client/v1. */
@@ -48,13 +49,20 @@ function dirParam(c: AppContext, required: boolean): "b" | "f" {
   return dir;
 }
 
-messageRoutes.get("/rooms/:roomId/messages", requireAuth, (c) => {
+/** A pagination token as the room reads it: sync tokens (`next_batch`) are translated through the UserDO. */
+async function roomToken(c: AppContext, token: string | undefined): Promise<string | undefined> {
+  if (token === undefined || token === "") return undefined;
+  const roomId = requireRoomId(c.req.param("roomId")!);
+  return (await roomTokenForSyncToken(c.env, c.get("requester").userId, roomId, token)) ?? token;
+}
+
+messageRoutes.get("/rooms/:roomId/messages", requireAuth, async (c) => {
   const req: ClientReadRequest = { kind: "messages", dir: dirParam(c, true), limit: limitParam(c, 10) };
-  const from = c.req.query("from");
-  const to = c.req.query("to");
+  const from = await roomToken(c, c.req.query("from"));
+  const to = await roomToken(c, c.req.query("to"));
   const filter = parseRoomEventFilter(c.req.query("filter"));
-  if (from !== undefined && from !== "") req.from = from;
-  if (to !== undefined && to !== "") req.to = to;
+  if (from !== undefined) req.from = from;
+  if (to !== undefined) req.to = to;
   if (filter) req.filter = filter;
   return read(c, req);
 });
