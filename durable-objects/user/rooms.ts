@@ -23,6 +23,11 @@ export type RoomAt = {
 
 const MEMBERSHIPS = new Set(["join", "invite", "knock", "leave", "ban"]);
 
+/** History older than this is thinned out (see `prune`). */
+export const ROOM_LOG_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
+/** `prune` runs once every this many stream positions. */
+const PRUNE_EVERY = 512;
+
 export function asMembership(m: string | null | undefined): Membership {
   return m && MEMBERSHIPS.has(m) ? (m as Membership) : "leave";
 }
@@ -51,7 +56,32 @@ export class UserRooms {
       "INSERT INTO room_log (pos, room_id, kind, room_pos, membership, ts) VALUES (?, ?, 'events', ?, ?, ?)",
       pos, roomId, roomPos, membership, now,
     );
+    if (pos % PRUNE_EVERY === 0) this.prune(now);
     return true;
+  }
+
+  /**
+   * Thins out `room_log`: of the rows older than the retention period, only the newest per room and kind is
+   * kept. Lookups for tokens newer than that horizon are unaffected (the newest row at or before any such
+   * token is still there). For an older token a lookup may find an earlier row than the one it had, or none:
+   * the sync then starts the room earlier (or afresh, with full state), repeating events the client may have
+   * had but never skipping any. Returns how many rows went.
+   */
+  prune(now = Date.now()): number {
+    const horizon = this.sql
+      .exec<{ p: number | null }>("SELECT max(pos) AS p FROM room_log WHERE ts < ?", now - ROOM_LOG_RETENTION_MS)
+      .one().p;
+    if (horizon === null) return 0;
+    this.sql.exec(
+      "INSERT INTO meta (key, value) VALUES ('room_log_horizon', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      String(horizon),
+    );
+    return this.sql.exec(
+      `DELETE FROM room_log WHERE pos < ? AND EXISTS (
+         SELECT 1 FROM room_log newer WHERE newer.room_id = room_log.room_id AND newer.kind = room_log.kind
+           AND newer.pos > room_log.pos AND newer.pos <= ?)`,
+      horizon, horizon,
+    ).rowsWritten;
   }
 
   /** Records that the room's typing/receipts reached `ephPos`. Only for rooms already known. */
@@ -64,7 +94,13 @@ export class UserRooms {
       "INSERT INTO room_log (pos, room_id, kind, room_pos, membership, ts) VALUES (?, ?, 'ephemeral', ?, ?, ?)",
       pos, roomId, ephPos, row.membership, now,
     );
+    if (pos % PRUNE_EVERY === 0) this.prune(now);
     return true;
+  }
+
+  /** Lookups for tokens before this position may have lost history to `prune` (0: nothing pruned yet). */
+  get prunedBefore(): number {
+    return Number(this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'room_log_horizon'").toArray()[0]?.value ?? 0);
   }
 
   get(roomId: string): RoomRow | undefined {

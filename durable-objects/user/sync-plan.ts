@@ -84,6 +84,9 @@ export function planSync(
     if (row) candidates.push(row);
   }
 
+  // A token older than the pruned history cannot tell what the user had seen of a room: leaves are then
+  // reported whenever they may be news (see UserRooms.prune).
+  const stale = since !== null && since < rooms.prunedBefore;
   for (const row of candidates) {
     const entry: PlannedRoom = {
       roomId: row.room_id,
@@ -113,8 +116,8 @@ export function planSync(
         break;
       default:
         // Left or banned: reported once, in the sync that covers the change (or on request with include_leave).
-        if (changedMembership && then && MEMBER_LIKE.has(then.membership)) {
-          if (then.membership === "join") entry.from = then.room_pos;
+        if (changedMembership && (then ? MEMBER_LIKE.has(then.membership) : stale)) {
+          if (then?.membership === "join") entry.from = then.room_pos;
           planned.push(entry);
         } else if (req.fullState && req.includeLeave) {
           planned.push(entry);

@@ -52,3 +52,35 @@ describe("UserDO", () => {
     expect(await u.waiterCount()).toBe(0);
   });
 });
+
+describe("UserDO room history pruning", () => {
+  it("keeps what recent tokens need and thins out the rest, never skipping ahead", async () => {
+    const { runInDurableObject } = await import("cloudflare:test");
+    const { ROOM_LOG_RETENTION_MS } = await import("../../durable-objects/user/rooms");
+    const u = user("@prune:test.local");
+    const old = Date.now() - ROOM_LOG_RETENTION_MS - 60_000;
+    await runInDurableObject(u, (obj: import("../../durable-objects/user/UserDO").UserDO, state) => {
+      state.storage.transactionSync(() => {
+        for (let i = 1; i <= 5; i++) obj.rooms.advance("!a:test.local", i, "join", old);
+        obj.rooms.advance("!b:test.local", 1, "join", old);
+        obj.rooms.advance("!a:test.local", 6, "leave", Date.now());
+      });
+    });
+    // Positions: a1..a5 = 1..5, b1 = 6, a6 = 7. Horizon = 6.
+    const before = await u.roomPositionAt("!a:test.local", 3);
+    expect(before).toBe(3);
+    const removed = await runInDurableObject(u, (obj: import("../../durable-objects/user/UserDO").UserDO) => obj.rooms.prune());
+    expect(removed).toBe(4);
+    // Tokens at or after the horizon see exactly what they saw before.
+    expect(await u.roomPositionAt("!a:test.local", 6)).toBe(5);
+    expect(await u.roomPositionAt("!a:test.local", 7)).toBe(6);
+    expect(await u.roomPositionAt("!b:test.local", 6)).toBe(1);
+    // An older token now finds an earlier position (or none): more events, never fewer.
+    expect(await u.roomPositionAt("!a:test.local", 3)).toBeNull();
+    // ... and with such a token the leave of !a is still reported.
+    const plan = JSON.parse(await u.syncPlan({ userId: "@prune:test.local", deviceId: "D", since: 3, fullState: false, includeLeave: false })) as {
+      rooms: { roomId: string; membership: string }[];
+    };
+    expect(plan.rooms.filter((r) => r.roomId === "!a:test.local")).toMatchObject([{ membership: "leave" }]);
+  });
+});
