@@ -146,8 +146,7 @@ export class SyncView {
     // Remote invites carry the inviting server's stripped state; for rooms held here, build it.
     const given = (pdu.unsigned as JsonObject | undefined)?.[unsignedKey];
     const events: unknown[] = Array.isArray(given) ? [...given] : this.strippedState(pdu.sender, req.userId);
-    const own = this.clientEvent(row, req, false) as unknown as Record<string, unknown>;
-    delete own.room_id;
+    const own = this.clientEvents([row], req)[0] as Record<string, unknown>;
     const unsigned = own.unsigned as Record<string, unknown> | undefined;
     if (unsigned) delete unsigned[unsignedKey];
     events.push(own);
@@ -232,7 +231,7 @@ export class SyncView {
 
     const body: Record<string, unknown> = {};
     const timeline: Record<string, unknown> = {
-      events: picked.map((r) => this.clientEvent(r, req, true, filter)),
+      events: this.clientEvents(picked, req, filter),
       limited,
     };
     const first = picked[0];
@@ -267,9 +266,9 @@ export class SyncView {
     const deltaMembers = whole ? new Set<number>() : new Set(stateNids);
     const stateRows: Row[] = [];
     if (!excludesAll(stateFilter)) {
-      for (const nid of stateNids) {
-        const row = this.rowByNid(nid);
-        if (!row || timelineIds.has(row.event_id)) continue;
+      for (const row of this.rowsByNid(stateNids)) {
+        const nid = row.nid;
+        if (timelineIds.has(row.event_id)) continue;
         if (!matchesEvent(stateFilter, { type: row.type, sender: row.sender, content: contentOf(row) })) continue;
         if (lazy && row.type === MEMBER && !deltaMembers.has(nid) && !wantedMembers.has(row.state_key!)) continue;
         stateRows.push(row);
@@ -286,7 +285,7 @@ export class SyncView {
         }
       }
     }
-    body.state = { events: stateRows.map((r) => this.clientEvent(r, req, true, filter)) };
+    body.state = { events: this.clientEvents(stateRows, req, filter) };
 
     let news = whole || picked.length > 0 || stateRows.length > 0 || section === "leave";
     if (section === "join") {
@@ -430,17 +429,31 @@ export class SyncView {
     return row ? cutAfter(row) : ROOM_START;
   }
 
+  /** Rows by nid, in batches (a whole state can be large). */
+  private rowsByNid(nids: number[]): Row[] {
+    const out: Row[] = [];
+    for (let i = 0; i < nids.length; i += 100) {
+      const chunk = nids.slice(i, i + 100);
+      out.push(
+        ...this.sql.exec<Row>(`SELECT ${COLUMNS} FROM events WHERE nid IN (${chunk.map(() => "?").join(",")})`, ...chunk).toArray(),
+      );
+    }
+    return out;
+  }
+
   private rowByNid(nid: number): Row | undefined {
     return this.sql.exec<Row>(`SELECT ${COLUMNS} FROM events WHERE nid = ?`, nid).toArray()[0];
   }
 
-  /** The client form of an event for /sync: no `room_id`, `event_fields` applied, or the PDU on request. */
-  private clientEvent(row: Row, req: SyncRoomRequest, stripRoomId: boolean, filter?: Filter): ClientEvent | JsonObject {
-    if (filter?.event_format === "federation") return JSON.parse(row.json) as JsonObject;
-    const [event] = this.queries.toClient([row], { userId: req.userId, deviceId: req.deviceId });
-    const out = event as unknown as Record<string, unknown>;
-    if (stripRoomId) delete out.room_id;
-    return selectFields(out, filter?.event_fields) as JsonObject;
+  /** The client form of events for /sync: no `room_id`, `event_fields` applied, or the PDUs on request. */
+  private clientEvents(rows: Row[], req: SyncRoomRequest, filter?: Filter): (ClientEvent | JsonObject)[] {
+    if (filter?.event_format === "federation") return rows.map((r) => JSON.parse(r.json) as JsonObject);
+    // One call for the batch, so state lookups (prev_content) are shared.
+    return this.queries.toClient(rows, { userId: req.userId, deviceId: req.deviceId }).map((event) => {
+      const out = event as unknown as Record<string, unknown>;
+      delete out.room_id;
+      return selectFields(out, filter?.event_fields) as JsonObject;
+    });
   }
 }
 

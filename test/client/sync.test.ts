@@ -219,6 +219,19 @@ describe("/sync filters", () => {
     expect(types).not.toContain("m.room.message");
   });
 
+  it("applies event_fields and event_format", async () => {
+    const alice = await createUserDirect();
+    const { roomId, stub } = await newRoom(alice);
+    await say(stub, alice, "fields");
+    const f = { event_fields: ["type", "content.body"], room: { timeline: { types: ["m.room.message"] } } };
+    const s = await sync(alice, { filter: filterParam(f) });
+    expect(s.rooms.join[roomId]!.timeline.events).toEqual([{ type: "m.room.message", content: { body: "fields" } }]);
+    const fed = await sync(alice, { filter: filterParam({ event_format: "federation", room: { timeline: { types: ["m.room.message"] } } }) });
+    const pdu = fed.rooms.join[roomId]!.timeline.events[0] as unknown as Record<string, unknown>;
+    expect(pdu).toMatchObject({ type: "m.room.message", room_id: roomId, depth: expect.any(Number) });
+    expect(pdu.signatures).toBeDefined();
+  });
+
   it("rejects an unknown filter ID and malformed inline filters", async () => {
     const alice = await createUserDirect();
     const unknown = await request("GET", "/_matrix/client/v3/sync?filter=999", { user: alice });
