@@ -7,6 +7,7 @@
 import type { Env } from "../env";
 import { deviceIdsOf, revokeAllTokens, revokeDeviceTokens } from "./store";
 import { onE2eeDeviceDeleted } from "../e2ee/devices";
+import { onRoomsUserDeactivated, onRoomsUserRegistered } from "../rooms/account-hooks";
 
 /**
  * Runs when a device is deleted (DELETE /devices/{id}, /delete_devices, /logout, /logout/all, password change
@@ -44,9 +45,8 @@ export interface RegistrationDetails {
  * default push rules, user directory.
  */
 export async function onUserRegistered(env: Env, userId: string, details: RegistrationDetails = {}): Promise<void> {
-  void env;
-  void userId;
-  void details;
+  // Rooms (src/rooms/account-hooks.ts): the initial profile (display name: the one asked for, else the localpart).
+  await onRoomsUserRegistered(env, userId, details.displayname);
 }
 
 export interface DeactivationOptions {
@@ -64,6 +64,8 @@ export async function onUserDeactivated(env: Env, userId: string, opts: Deactiva
   void opts;
   await revokeAllTokens(env.DB, userId);
   await deleteAllDevices(env, userId);
+  // Rooms (src/rooms/account-hooks.ts): leave joined rooms, reject invites, rescind knocks; clear the profile.
+  await onRoomsUserDeactivated(env, userId);
 }
 
 /**

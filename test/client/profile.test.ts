@@ -1,6 +1,7 @@
 /** Profiles (GET/PUT/DELETE, propagation into joined rooms) and POST /user_directory/search. */
 import { describe, expect, it } from "vitest";
-import { call, createUserDirect } from "./helpers";
+import { call, createUserDirect, testEnv } from "./helpers";
+import { deactivateAccount, onUserRegistered } from "../../src/accounts/lifecycle";
 import { V3, enc, expectError, invite, join, leave, newRoom, stateList, type ClientEventJson } from "./rooms-helpers";
 
 async function memberContent(viewer: Parameters<typeof stateList>[0], roomId: string, userId: string) {
@@ -70,6 +71,37 @@ describe("profiles", () => {
     expect(await memberContent(alice, b, bob.userId)).toEqual({ membership: "join", avatar_url: "mxc://test.local/bob" });
     // New joins carry the profile.
     await join(bob, (await newRoom(alice, { preset: "public_chat" })));
+  });
+});
+
+describe("account lifecycle", () => {
+  it("registration sets the initial display name (the localpart by default)", async () => {
+    const alice = await createUserDirect();
+    await onUserRegistered(testEnv, alice.userId);
+    expect(await call("GET", `${V3}/profile/${enc(alice.userId)}`)).toEqual({ displayname: alice.userId.slice(1).split(":")[0] });
+    const bob = await createUserDirect();
+    await onUserRegistered(testEnv, bob.userId, { displayname: "Bobby" });
+    expect(await call("GET", `${V3}/profile/${enc(bob.userId)}/displayname`)).toEqual({ displayname: "Bobby" });
+  });
+
+  it("deactivation leaves joined rooms, rejects invites and clears the profile", async () => {
+    const alice = await createUserDirect();
+    const bob = await createUserDirect();
+    await call("PUT", `${V3}/profile/${enc(bob.userId)}/displayname`, { user: bob, body: { displayname: "Bob" } });
+    const joined = await newRoom(alice, { preset: "public_chat" });
+    const invited = await newRoom(alice);
+    await join(bob, joined);
+    await invite(alice, invited, bob.userId);
+    // The invite reaches bob's UserDO through the room's outbox, in the background: wait for it.
+    for (let i = 0; i < 50; i++) {
+      const m = await testEnv.USERS.get(testEnv.USERS.idFromName(bob.userId)).memberships();
+      if (m.some((r) => r.room_id === invited)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await deactivateAccount(testEnv, bob.userId);
+    expect((await memberContent(alice, joined, bob.userId)).membership).toBe("leave");
+    expect((await memberContent(alice, invited, bob.userId)).membership).toBe("leave");
+    expect(await call("GET", `${V3}/profile/${enc(bob.userId)}`)).toEqual({});
   });
 });
 
