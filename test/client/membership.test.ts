@@ -44,6 +44,17 @@ describe("join", () => {
     expect(await memberOf(alice, roomId, bob.userId)).toBeUndefined();
   });
 
+  it("guests join only rooms with guest access", async () => {
+    const alice = await createUserDirect();
+    const guest = await createUserDirect();
+    await testEnv.DB.prepare("UPDATE users SET is_guest = 1 WHERE user_id = ?").bind(guest.userId).run();
+    const noGuests = await newRoom(alice, { preset: "public_chat" });
+    await expectError("POST", `${V3}/join/${enc(noGuests)}`, { user: guest, body: {} }, 403, "M_FORBIDDEN");
+    const guestsWelcome = await newRoom(alice, { preset: "public_chat", initial_state: [{ type: "m.room.guest_access", content: { guest_access: "can_join" } }] });
+    await join(guest, guestsWelcome);
+    expect((await memberOf(alice, guestsWelcome, guest.userId))!.content.membership).toBe("join");
+  });
+
   it("a room this server is not in needs federation (clear error for now)", async () => {
     const bob = await createUserDirect();
     const res = await expectError("POST", `${V3}/join/${enc("!elsewhere:remote.example")}?via=remote.example`, { user: bob, body: {} }, 404, "M_NOT_FOUND");
