@@ -4,6 +4,9 @@
  */
 import type { Env } from "./env";
 import { parseServerName } from "./protocol/identifiers";
+// --- application services (docs/appservices.md) ---
+import { parseRegistrations } from "./appservices/registration";
+import { AppServiceRegistry } from "./appservices/registry";
 
 export interface Config {
   serverName: string;
@@ -16,6 +19,9 @@ export interface Config {
   rateLimits: ReadonlyMap<string, RateLimitRule | null>;
   /** Lifetime of access tokens issued together with a refresh token (ACCESS_TOKEN_LIFETIME_MS, default 5 min). */
   refreshableAccessTokenLifetimeMs: number;
+  // --- application services (docs/appservices.md) ---
+  /** Registered application services (APPSERVICE_REGISTRATIONS: YAML documents). */
+  appservices: AppServiceRegistry;
 }
 
 /** A token bucket: `burst` actions at once, refilled at `perSecond`. */
@@ -58,6 +64,7 @@ export function parseConfig(env: Env): Config {
     registrationSharedSecret: env.REGISTRATION_SHARED_SECRET || undefined,
     rateLimits: parseRateLimits(env.RATE_LIMITS),
     refreshableAccessTokenLifetimeMs: parsePositiveInt("ACCESS_TOKEN_LIFETIME_MS", env.ACCESS_TOKEN_LIFETIME_MS, 5 * 60_000),
+    appservices: new AppServiceRegistry(parseRegistrations(env.APPSERVICE_REGISTRATIONS, serverName), serverName),
   };
 }
 

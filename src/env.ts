@@ -6,6 +6,7 @@ import type { RoomDO } from "../durable-objects/room/RoomDO";
 import type { UserDO } from "../durable-objects/user/UserDO";
 import type { DestinationDO } from "../durable-objects/destination/DestinationDO";
 import type { RateLimiterDO } from "../durable-objects/rate-limiter/RateLimiterDO";
+import type { AppServiceDO } from "../durable-objects/appservice/AppServiceDO";
 
 export interface Env {
   /** The server name that appears in user IDs and signatures, e.g. `example.org` or `localhost:8787`. */
@@ -30,6 +31,9 @@ export interface Env {
   TRUSTED_KEY_SERVERS?: string;
   /** DNS-over-HTTPS JSON endpoint for SRV lookups (default https://cloudflare-dns.com/dns-query). */
   DNS_OVER_HTTPS_URL?: string;
+  // --- application services (docs/appservices.md) ---
+  /** Appservice registrations: one or more YAML documents separated by `---`. */
+  APPSERVICE_REGISTRATIONS?: string;
 
   DB: D1Database;
   ROOMS: DurableObjectNamespace<RoomDO>;
@@ -39,4 +43,6 @@ export interface Env {
   DESTINATIONS: DurableObjectNamespace<DestinationDO>;
   /** Token buckets for rate limiting, one RateLimiterDO per (action, key). */
   RATE_LIMITER: DurableObjectNamespace<RateLimiterDO>;
+  /** One AppServiceDO per registered application service, named by its id: transaction queue, backoff. */
+  APPSERVICES: DurableObjectNamespace<AppServiceDO>;
 }

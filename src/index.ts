@@ -10,15 +10,21 @@ import { serverKeys } from "./routes/keys/server";
 import { mountFederationApi } from "./routes/federation";
 import { keyQuery } from "./routes/keys/query";
 import { synapseAdmin } from "./routes/synapse-admin";
+// --- application services (docs/appservices.md) ---
+import { appserviceAuth } from "./appservices/auth";
+import { appserviceAdmin } from "./routes/admin/appservices";
 
 const app = createApp();
 app.route("/", wellKnown);
+// Application services: `as_token` authentication, masquerading and `?ts=` for the client API (before its routes).
+app.use("/_matrix/client/*", appserviceAuth);
 mountClientApi(app);
 app.route("/", federationVersion);
 app.route("/", serverKeys);
 app.route("/", keyQuery); // notary: /_matrix/key/v2/query
 mountFederationApi(app); // X-Matrix authentication for /_matrix/federation/*, then /send, admin destinations
 app.route("/", synapseAdmin); // shared-secret registration (src/routes/synapse-admin.ts)
+app.route("/", appserviceAdmin); // GET /_axon/admin/v1/appservices (src/routes/admin/appservices.ts)
 
 export default app;
 
@@ -26,3 +32,4 @@ export { RoomDO } from "../durable-objects/room/RoomDO";
 export { UserDO } from "../durable-objects/user/UserDO";
 export { DestinationDO } from "../durable-objects/destination/DestinationDO";
 export { RateLimiterDO } from "../durable-objects/rate-limiter/RateLimiterDO";
+export { AppServiceDO } from "../durable-objects/appservice/AppServiceDO";

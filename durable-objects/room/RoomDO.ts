@@ -27,6 +27,8 @@ import {
   type ClientReadRequest, type ClientRoomInfo, type ClientWriteRequest, type QueryResponse, type Viewer,
 } from "./queries";
 import { writeRoomDirectoryData } from "../../src/rooms/directory-store";
+// --- application services (src/appservices; see the block at the end of the class) ---
+import { RoomAppservices, type AppserviceEventRow } from "../../src/appservices/room-interest";
 
 /** Where a local user's request for an event stands. */
 export type SendResult =
@@ -60,6 +62,8 @@ export class RoomDO extends DurableObject<Env> {
   /** Sync: typing and receipts (ephemeral.ts) and the per-user view of the room for /sync (sync-view.ts). */
   private readonly ephemeral: Ephemeral;
   private readonly syncView: SyncView;
+  /** Application services: the room's interest log and ephemeral hand-off (src/appservices/room-interest.ts). */
+  private readonly appservices: RoomAppservices;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -91,8 +95,21 @@ export class RoomDO extends DurableObject<Env> {
     // the DestinationDO reads them back with `eventsForDestination` when it builds a transaction.
     this.deliverers.destination = (server, position) =>
       env.DESTINATIONS.get(env.DESTINATIONS.idFromName(server)).roomAdvanced(server, this.room.roomId, position);
+    // Application services: interest decided in Room.notify / on each ephemeral change (same transaction), then
+    // the AppServiceDO named by the outbox row pulls (appserviceEvents / appserviceEphemeral below).
+    this.appservices = new RoomAppservices(sql, this.room, () => getConfig(env).appservices);
+    this.room.appserviceHook = (pdu, position) =>
+      this.appservices.record(pdu, position, (id) => this.outbox.add("appservice", id, position));
+    this.ephemeral.appserviceHook = (position) => {
+      for (const as of this.appservices.ephemeralTargets()) this.outbox.add("appservice_ephemeral", as.id, position);
+    };
+    this.deliverers.appservice = (id, position) =>
+      env.APPSERVICES.get(env.APPSERVICES.idFromName(id)).roomAdvanced(id, this.room.roomId, position);
+    this.deliverers.appservice_ephemeral = (id, position) =>
+      env.APPSERVICES.get(env.APPSERVICES.idFromName(id)).ephemeralAdvanced(id, this.room.roomId, position);
     ctx.blockConcurrencyWhile(async () => {
       migrate(ctx.storage);
+      this.appservices.migrate(); // its own table, created if missing (no RoomDO schema version taken)
       this.signingKey = (await getServerKeys(env)).current;
     });
   }
@@ -103,6 +120,7 @@ export class RoomDO extends DurableObject<Env> {
       return this.ctx.storage.transactionSync(fn);
     } catch (e) {
       this.room.forgetCaches();
+      this.appservices.forget(); // application services: cached room interest may describe rolled-back state
       throw e;
     }
   }
@@ -590,4 +608,23 @@ export class RoomDO extends DurableObject<Env> {
     return outcome;
   }
   // ===== end of the federation block =====
+
+  // =========================================================================================================
+  // Application services (src/appservices, durable-objects/appservice): what an AppServiceDO pulls.
+
+  /**
+   * Events logged for appservice `asId` after room position `after` (its cursor, which it has committed: rows up
+   * to it are dropped), at most `limit`, in client format, and the position its cursor may move to.
+   */
+  async appserviceEvents(asId: string, after: number, limit: number): Promise<{ events: AppserviceEventRow[]; position: number }> {
+    if (!this.room.exists) return { events: [], position: after };
+    return this.transact(() => this.appservices.eventsAfter(asId, after, limit));
+  }
+
+  /** Typing and receipts for appservice `asId` after ephemeral position `after` (JSON texts), and the position reached. */
+  async appserviceEphemeral(asId: string, after: number): Promise<{ events: string[]; position: number }> {
+    if (!this.room.exists) return { events: [], position: after };
+    return this.appservices.ephemeralAfter(asId, after, this.ephemeral);
+  }
+  // ===== end of the application services block =====
 }

@@ -25,6 +25,9 @@ export type ReceiptRow = {
 };
 
 export class Ephemeral {
+  /** Application services: called with each new ephemeral position, inside the change's transaction (RoomDO). */
+  appserviceHook: ((position: number) => void) | undefined;
+
   constructor(
     private readonly sql: SqlStorage,
     private readonly timers: Timers,
@@ -173,6 +176,7 @@ export class Ephemeral {
   private bump(): number {
     const pos = this.position + 1;
     this.setMeta("eph_pos", String(pos));
+    this.appserviceHook?.(pos);
     return pos;
   }
 

@@ -10,8 +10,9 @@
  * earliest. Every task is idempotent, so an alarm that fires early, late or twice is harmless.
  */
 
-export type Consumer = "user" | "destination" | "appservice" | "user_ephemeral";
+export type Consumer = "user" | "destination" | "appservice" | "user_ephemeral" | "appservice_ephemeral";
 // "user_ephemeral": a local user's sync stream, for the room's typing/receipts stream (ephemeral.ts).
+// "appservice_ephemeral": an appservice (target = its id), for the same stream (src/appservices/room-interest.ts).
 
 /** Tells one consumer that the room advanced to `position`. Throwing means "try again later". */
 export type Deliver = (target: string, position: number) => Promise<void>;

@@ -685,8 +685,9 @@ export type ClientWriteRequest =
       /** Add `join_authorised_via_users_server` (restricted rooms; the Worker checked the allow rule). */
       authorise?: boolean;
     }
-  | { kind: "state"; sender: string; type: string; state_key: string; content: JsonObject; txn?: TxnRef }
-  | { kind: "message"; sender: string; type: string; content: JsonObject; txn?: TxnRef }
+  // origin_server_ts: application services' timestamp massaging (`?ts=`); now when absent.
+  | { kind: "state"; sender: string; type: string; state_key: string; content: JsonObject; txn?: TxnRef; origin_server_ts?: number }
+  | { kind: "message"; sender: string; type: string; content: JsonObject; txn?: TxnRef; origin_server_ts?: number }
   | { kind: "redaction"; sender: string; redacts: string; content: JsonObject; txn?: TxnRef };
 
 export interface TxnRef {
@@ -697,9 +698,14 @@ export interface TxnRef {
 
 /** The event to send, or why not, or the existing event that already says the same thing. */
 export type Precheck =
-  | { kind: "send"; template: { type: string; state_key?: string; sender: string; content: JsonObject; redacts?: string } }
+  | { kind: "send"; template: { type: string; state_key?: string; sender: string; content: JsonObject; redacts?: string; origin_server_ts?: number } }
   | { kind: "existing"; event_id: string; stream_ordering: number }
   | { kind: "error"; status: number; errcode: string; error: string };
+
+/** Application services' `?ts=`: the template's origin_server_ts, when one was given. */
+function massagedTs(req: { origin_server_ts?: number }): { origin_server_ts?: number } {
+  return req.origin_server_ts === undefined ? {} : { origin_server_ts: req.origin_server_ts };
+}
 
 /** The directory summary of a room (D1 `room_stats`). */
 export interface RoomStats {
@@ -847,10 +853,10 @@ export class ClientChecks {
             return { kind: "existing", event_id: row.event_id, stream_ordering: row.stream_ordering };
           }
         }
-        return { kind: "send", template: { type: req.type, state_key: req.state_key, sender: req.sender, content: req.content } };
+        return { kind: "send", template: { type: req.type, state_key: req.state_key, sender: req.sender, content: req.content, ...massagedTs(req) } };
       }
       case "message":
-        return { kind: "send", template: { type: req.type, sender: req.sender, content: req.content } };
+        return { kind: "send", template: { type: req.type, sender: req.sender, content: req.content, ...massagedTs(req) } };
       case "redaction": {
         const target = this.room.events.byId(req.redacts);
         if (!target || target.outlier) return { kind: "error", status: 404, errcode: "M_NOT_FOUND", error: "Event not found" };

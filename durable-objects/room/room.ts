@@ -83,6 +83,8 @@ export class Room {
   readonly events: EventStore;
   readonly states: StateStore;
   private readonly sql: SqlStorage;
+  /** Application services (src/appservices/room-interest.ts): set by the RoomDO, called by `notify` in the event's transaction. */
+  appserviceHook: ((pdu: PDU, position: number) => void) | undefined;
   private cachedVersion: RoomVersion | undefined;
   private cachedRoomId: string | undefined;
 
@@ -463,6 +465,8 @@ export class Room {
     if (pdu.type === "m.room.member" && serverNameOf(pdu.state_key!) === ours) users.add(pdu.state_key!);
     if (serverNameOf(pdu.sender) === ours) users.add(pdu.sender);
     for (const user of users) outbox.add("user", user, position);
+    // Application services: log the event for each interested appservice and write its outbox row.
+    this.appserviceHook?.(pdu, position);
 
     if (serverNameOf(pdu.sender) !== ours) return; // we only forward what we originate
     const servers = new Set(

@@ -27,6 +27,8 @@ import type { WaitOutcome } from "./waiters";
 import { UserFilters } from "./filters";
 import { AccountData } from "./account-data";
 import { planSync, type SyncPlanRequest } from "./sync-plan";
+// Application services (MSC2409 to-device, MSC3202): see src/appservices/user-updates.ts
+import { AppserviceWatch, userUpdates } from "../../src/appservices/user-updates";
 
 export class UserDO extends DurableObject<Env> {
   protected readonly sql: SqlStorage;
@@ -48,9 +50,22 @@ export class UserDO extends DurableObject<Env> {
   /** Runs `fn` in one storage transaction, then wakes long polls if the stream moved. */
   protected write<T>(fn: () => T): T {
     const before = this.stream.head;
+    const asFingerprint = this.appserviceWatch.before(); // application services: only for their users
     const result = this.ctx.storage.transactionSync(fn);
     if (this.stream.head !== before) this.stream.wake();
+    this.appserviceWatch.after(asFingerprint);
     return result;
+  }
+
+  // Application services: tells the AppServiceDOs watching this user (to-device, MSC3202) that it has news.
+  private asWatch?: AppserviceWatch;
+  private get appserviceWatch(): AppserviceWatch {
+    return (this.asWatch ??= new AppserviceWatch(this.env, this.sql, () => this.ctx.id.name));
+  }
+
+  /** Application services: this user's to-device messages, device-list changes (and key counts) after `since`, as JSON. */
+  async appserviceUpdates(since: number, withCounts: boolean): Promise<string> {
+    return JSON.stringify(userUpdates(this.sql, since, this.stream.head, withCounts));
   }
 
   // ---------------------------------------------------------------------------------------------------------

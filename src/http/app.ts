@@ -16,6 +16,8 @@ export interface Requester {
   isGuest: boolean;
   /** The application service acting, when authenticated with an `as_token`. */
   appserviceId?: string;
+  /** Application services: `?ts=` timestamp massaging (origin_server_ts of events sent with /send and /state). */
+  timestamp?: number;
 }
 
 /** `origin`: the server that signed a federation request (set by src/routes/federation/auth.ts). */

@@ -16,6 +16,7 @@ import type { AppContext, AppEnv } from "./app";
 import type { Env } from "../env";
 import { getConfig, type RateLimitRule } from "../config";
 import { MatrixError } from "./errors";
+import { rateLimitExempt } from "../appservices/auth";
 
 /** Defaults, as Synapse's (rc_login.*, rc_registration). */
 export const DEFAULT_RATE_LIMITS: Readonly<Record<string, RateLimitRule>> = {
@@ -69,6 +70,8 @@ export interface RateLimitOptions {
 
 /** Counts one `action` for `key` (or only checks it); throws {@link RateLimitedError} when over the limit. */
 export async function rateLimit(c: AppContext | { env: Env }, action: string, key: string, opts: RateLimitOptions = {}): Promise<void> {
+  // Application services registered with `rate_limited: false`, and any appservice acting as its sender, are exempt.
+  if (rateLimitExempt(c)) return;
   const env = c.env;
   const rule = ruleFor(env, action, opts.fallback);
   if (!rule) return;

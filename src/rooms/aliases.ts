@@ -9,6 +9,7 @@ import { invalidParam, notFound } from "../http/errors";
 import { isValidRoomAlias, parseRoomAlias } from "../protocol/identifiers";
 import { getAlias } from "./directory-store";
 import { federationHooks } from "./federation-hooks";
+import { queryAliasFromAppservices } from "../appservices/client";
 import { isLocal, matrixError, requireRoomId, roomStub } from "./common";
 
 export function requireAlias(alias: string): string {
@@ -24,7 +25,9 @@ export async function resolveAlias(env: Env, alias: string): Promise<{ room_id: 
     if (!remote) throw notFound(`Room alias ${alias} not found`);
     return remote;
   }
-  const row = await getAlias(env.DB, alias);
+  let row = await getAlias(env.DB, alias);
+  // Application services are asked about unknown aliases in their namespaces (src/appservices/client.ts).
+  if (!row && (await queryAliasFromAppservices(env, alias))) row = await getAlias(env.DB, alias);
   if (!row) throw notFound(`Room alias ${alias} not found`);
   const servers = await roomStub(env, row.room_id).joinedServers();
   return { room_id: row.room_id, servers: servers.length ? servers : [parseRoomAlias(alias).serverName] };

@@ -19,6 +19,7 @@ import type { EventTemplate } from "../../durable-objects/room/room";
 import { deleteAlias, getAlias, insertAlias, setPublished } from "./directory-store";
 import { federationHooks } from "./federation-hooks";
 import { localUserExists, memberProfile } from "./profiles";
+import { checkAliasCreation, queryUserFromAppservices } from "../appservices/client";
 import { checkEventContent } from "./send";
 import { isLocal, matrixError, roomStub, serverName } from "./common";
 
@@ -235,11 +236,13 @@ export async function createRoom(env: Env, requester: Requester, body: Record<st
   const creator = requester.userId;
   const server = serverName(env);
   for (const u of req.invite) {
-    if (isLocal(env, u) && !(await localUserExists(env.DB, u))) throw notFound(`Unknown user ${u}`);
+    // Application services are asked about unknown users in their namespaces (src/appservices/client.ts).
+    if (isLocal(env, u) && !(await localUserExists(env.DB, u)) && !(await queryUserFromAppservices(env, u))) throw notFound(`Unknown user ${u}`);
   }
   const alias = req.aliasLocalpart === undefined ? undefined : `#${req.aliasLocalpart}:${server}`;
   if (alias !== undefined) {
     if (!isValidRoomAlias(alias)) throw badJson(`Invalid room alias ${JSON.stringify(alias)}`);
+    checkAliasCreation(env, requester, alias); // application services' alias namespaces: M_EXCLUSIVE
     if (await getAlias(env.DB, alias)) throw matrixError(400, "M_ROOM_IN_USE", "Room alias already taken");
   }
 

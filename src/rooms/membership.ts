@@ -14,6 +14,7 @@ import type { ClientRoomInfo, ClientWriteRequest } from "../../durable-objects/r
 import { resolveRoomIdOrAlias } from "./aliases";
 import { federationHooks } from "./federation-hooks";
 import { localUserExists, memberProfile } from "./profiles";
+import { queryUserFromAppservices } from "../appservices/client";
 import { isLocal, matrixError, roomStub, writeOutcome } from "./common";
 
 type Action = Extract<ClientWriteRequest, { kind: "membership" }>["action"];
@@ -120,7 +121,8 @@ export async function inviteUser(
     const content = withReason({ ...extra, membership: "invite" }, reason);
     return (await federationHooks.remoteInvite(env, { roomId, inviter: requester.userId, invitee, content })).event_id;
   }
-  if (!(await localUserExists(env.DB, invitee))) throw notFound(`Unknown user ${invitee}`);
+  // Application services are asked about unknown users in their namespaces (src/appservices/client.ts).
+  if (!(await localUserExists(env.DB, invitee)) && !(await queryUserFromAppservices(env, invitee))) throw notFound(`Unknown user ${invitee}`);
   const content = withReason({ ...extra, membership: "invite", ...(await memberProfile(env.DB, invitee)) }, reason);
   return change(env, roomId, "invite", requester.userId, invitee, content);
 }

@@ -74,7 +74,7 @@ export async function sendMessage(
     const { redacts, ...rest } = content;
     req = { kind: "redaction", sender: requester.userId, redacts, content: rest, txn };
   } else {
-    req = { kind: "message", sender: requester.userId, type, content, txn };
+    req = { kind: "message", sender: requester.userId, type, content, txn, origin_server_ts: requester.timestamp };
   }
   return writeOutcome(await roomStub(env, roomId).clientWrite(req));
 }
@@ -93,7 +93,8 @@ export async function sendState(
   if (type === "m.room.canonical_alias") await checkCanonicalAliasContent(env, roomId, content);
   const stub = roomStub(env, roomId);
   const eventId = writeOutcome(
-    await stub.clientWrite({ kind: "state", sender: requester.userId, type, state_key: stateKey, content }),
+    // origin_server_ts: application services' `?ts=` (Requester.timestamp, src/appservices/auth.ts)
+    await stub.clientWrite({ kind: "state", sender: requester.userId, type, state_key: stateKey, content, origin_server_ts: requester.timestamp }),
   );
   await stub.syncDirectory();
   return eventId;

@@ -20,6 +20,7 @@ import {
   type PublicRoomsQuery,
 } from "../../rooms/directory-store";
 import { isLocal, matrixError, requireRoomId, roomStub, serverName } from "../../rooms/common";
+import { checkAliasCreation } from "../../appservices/client";
 
 export const directoryRoutes = new Hono<AppEnv>();
 
@@ -38,6 +39,7 @@ directoryRoutes.put("/directory/room/:roomAlias", requireAuth, async (c) => {
   if (typeof body.room_id !== "string") throw matrixError(400, "M_MISSING_PARAM", "Missing room_id");
   const roomId = requireRoomId(body.room_id);
   if (!isLocal(c.env, alias)) throw invalidParam("Room alias must be on this server");
+  checkAliasCreation(c.env, c.get("requester"), alias); // application services' alias namespaces: M_EXCLUSIVE
   const userId = c.get("requester").userId;
   const info = await roomStub(c.env, roomId).clientInfo(userId);
   if (!info) throw notFound(`Unknown room ${roomId}`);

@@ -65,6 +65,13 @@ v3.route("/", roomKeyRoutes);
 v3.route("/", pushRuleRoutes);
 // --- end e2ee and push ---
 
+// --- application services: ping, third-party networks (docs/appservices.md; authentication in src/appservices/auth.ts) ---
+import { appservicePingRoutes } from "./appservice";
+import { thirdPartyRoutes } from "./thirdparty";
+v1.route("/", appservicePingRoutes);
+v3.route("/", thirdPartyRoutes);
+// --- end application services ---
+
 export function mountClientApi(app: Hono<AppEnv>): void {
   app.route("/", clientVersions);
   app.route("/_matrix/client/v3", v3);

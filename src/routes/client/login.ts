@@ -19,17 +19,23 @@ import { createLogin } from "../../accounts/store";
 import { deleteAllDevices, deleteDevices } from "../../accounts/lifecycle";
 import { refreshTokens } from "../../accounts/refresh";
 import { registrationResult } from "../../accounts/registration";
+import { getConfig } from "../../config";
+import { loginAppserviceUser } from "../../appservices/client";
 
 export const loginRoutes = new Hono<AppEnv>();
 
 export const LOGIN_FLOWS = [{ type: "m.login.password" }];
 
-loginRoutes.get("/login", (c) => c.json({ flows: LOGIN_FLOWS }));
+// Application services log their users in with their as_token (offered when any appservice is registered).
+loginRoutes.get("/login", (c) =>
+  c.json({ flows: getConfig(c.env).appservices.size ? [...LOGIN_FLOWS, { type: "m.login.application_service" }] : LOGIN_FLOWS }),
+);
 
 loginRoutes.post("/login", async (c) => {
   const body = await readJsonObject(c);
   await rateLimit(c, "login_address", clientIp(c));
   const type = body.type;
+  if (type === "m.login.application_service") return c.json(await loginAppserviceUser(c, body)); // src/appservices/client.ts
   if (type !== "m.login.password") {
     throw new MatrixError(400, "M_UNKNOWN", typeof type === "string" ? `Unknown login type ${JSON.stringify(type)}` : "Missing login type");
   }

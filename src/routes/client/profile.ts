@@ -18,6 +18,7 @@ import {
 import { propagateProfile } from "../../rooms/profile-propagation";
 import { federationHooks } from "../../rooms/federation-hooks";
 import { isLocal, matrixError, requireUserId } from "../../rooms/common";
+import { queryUserFromAppservices } from "../../appservices/client";
 
 export const profileRoutes = new Hono<AppEnv>();
 
@@ -37,7 +38,9 @@ async function profileOf(c: AppContext, userId: string, field?: string): Promise
     if (!remote) throw notFound("Profile not found");
     return remote;
   }
-  const profile = await getProfile(c.env.DB, userId);
+  let profile = await getProfile(c.env.DB, userId);
+  // Application services are asked about unknown users in their namespaces (src/appservices/client.ts).
+  if (!profile && (await queryUserFromAppservices(c.env, userId))) profile = await getProfile(c.env.DB, userId);
   if (!profile) throw notFound("Profile not found");
   return profile;
 }

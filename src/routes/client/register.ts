@@ -11,9 +11,8 @@
 import { Hono } from "hono";
 import type { AppEnv } from "../../http/app";
 import { getConfig } from "../../config";
-import { forbidden, MatrixError, missingParam, missingToken, unknownToken } from "../../http/errors";
+import { forbidden, MatrixError, missingParam } from "../../http/errors";
 import { readJsonObject } from "../../http/json";
-import { accessTokenOf } from "../../http/auth";
 import { clientIp, rateLimit } from "../../http/rate-limit";
 import { LOGIN_DUMMY, loadUiaSession, requireUia, setUiaSessionData, uiaSessionIdOf } from "../../http/uia";
 import { optBool, optDeviceId, optString } from "../../accounts/body";
@@ -22,6 +21,7 @@ import { hashPassword } from "../../accounts/passwords";
 import { createLogin, localpartTaken } from "../../accounts/store";
 import { registerAccount, registrationResult } from "../../accounts/registration";
 import { normaliseNewLocalpart, userIdFor, userInUse } from "../../accounts/usernames";
+import { checkUserNotExclusive, registerAppserviceUser } from "../../appservices/client";
 
 export const registerRoutes = new Hono<AppEnv>();
 
@@ -61,11 +61,8 @@ registerRoutes.post("/register", async (c) => {
   if (kind === "guest") throw new MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled on this server");
   if (kind !== "user") throw new MatrixError(400, "M_UNRECOGNIZED", `Unknown account kind ${JSON.stringify(kind)}`);
 
-  if (body.type === "m.login.application_service") {
-    // No application service is registered with this server yet, so no as_token can be valid.
-    if (!accessTokenOf(c)) throw missingToken();
-    throw unknownToken();
-  }
+  // Application services: passwordless users in their namespaces, no UIA (src/appservices/client.ts).
+  if (body.type === "m.login.application_service") return c.json(await registerAppserviceUser(c, body));
   if (!config.registrationEnabled) throw forbidden("Registration has been disabled");
 
   // Parameters: from this request, or — when it carries nothing but `auth` — from the session's first request.
@@ -81,6 +78,7 @@ registerRoutes.post("/register", async (c) => {
   if (params.username !== undefined) {
     localpart = normaliseNewLocalpart(params.username, config.serverName);
     const userId = userIdFor(localpart, config.serverName);
+    checkUserNotExclusive(c.env, userId); // application services' exclusive namespaces: 400 M_EXCLUSIVE
     if (registeredUserId !== undefined) {
       if (registeredUserId !== userId) throw new MatrixError(400, "M_INVALID_USERNAME", "A different user ID has already been registered for this session");
     } else if (await localpartTaken(c.env.DB, userId)) {
@@ -127,6 +125,7 @@ registerRoutes.get("/register/available", async (c) => {
   const username = c.req.query("username");
   if (username === undefined) throw missingParam("Missing 'username' query parameter");
   const localpart = normaliseNewLocalpart(username, config.serverName);
+  checkUserNotExclusive(c.env, userIdFor(localpart, config.serverName)); // application services: M_EXCLUSIVE
   if (await localpartTaken(c.env.DB, userIdFor(localpart, config.serverName))) throw userInUse();
   return c.json({ available: true });
 });
