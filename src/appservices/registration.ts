@@ -95,7 +95,8 @@ function parseRegistration(r: unknown, serverName: string, n: number): AppServic
   const hsToken = str("hs_token", id);
   const senderLocalpart = str("sender_localpart", id);
   const sender = `@${senderLocalpart}:${serverName}`;
-  if (!isValidUserId(sender)) throw new ConfigError(`${where("'sender_localpart'", id)} does not make a valid user ID (${sender})`);
+  // As Synapse: only characters that need no URL encoding (the sender appears in request paths).
+  if (!/^[A-Za-z0-9_.~/-]+$/.test(senderLocalpart) || !isValidUserId(sender)) throw new ConfigError(`${where("'sender_localpart'", id)} does not make a valid user ID (${sender})`);
 
   // `url` must be present: a string, or an explicit null for "no traffic" (so a typo cannot silently turn pushes off).
   if (!("url" in o)) throw new ConfigError(`${where("'url'", id)} is required (a URL, or null for no pushes)`);

@@ -66,7 +66,7 @@ namespaces:
     - exclusive: true
       regex: "@_asl_.*"
 ---
-# No URL: can act through the client API, receives nothing.
+# No URL: can act through the client API, receives nothing. Also reserves names ordinary users could pick.
 id: silent
 url: null
 as_token: as-token-silent
@@ -76,4 +76,9 @@ namespaces:
   users:
     - exclusive: true
       regex: "@_ass_.*"
+    - exclusive: true
+      regex: "@reserved_.*"
+  aliases:
+    - exclusive: true
+      regex: "#reserved_.*"
 `;
