@@ -8,7 +8,7 @@
  * Likewise the endpoints that serve room data (/get_missing_events, /event, /state_ids) do not exist yet, so the
  * scenario keeps every server's DAG gap-free; gap filling is tested against a hand-built server (send.test.ts).
  */
-import { describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { env } from "cloudflare:workers";
 import type { Env } from "../../src/env";
 import type { PDU } from "../../src/protocol/events";
@@ -16,7 +16,18 @@ import type { TestControl } from "./aux-entry";
 import { roomStub } from "../rooms/helpers";
 import { RUNNER } from "./fake-server";
 
-const e = env as unknown as Env & { HS2: Fetcher; HS3: Fetcher; HS2_CONTROL: Service<TestControl>; HS3_CONTROL: Service<TestControl> };
+const e = env as unknown as Env & {
+  HS2: Fetcher;
+  HS3: Fetcher;
+  HS2_CONTROL: Service<TestControl>;
+  HS3_CONTROL: Service<TestControl>;
+  /** Set by harness-config.ts when the auxiliary servers could not be built. */
+  FEDERATION_HARNESS_ERROR?: string;
+};
+
+beforeEach(() => {
+  if (e.FEDERATION_HARNESS_ERROR) throw new Error(e.FEDERATION_HARNESS_ERROR);
+});
 
 async function waitFor<T>(probe: () => Promise<T>, what: string, timeoutMs = 10_000): Promise<NonNullable<T>> {
   const end = Date.now() + timeoutMs;
