@@ -64,7 +64,7 @@ const running = new Set();
  * reload it mid-run) and without an inspector. Returns `{url, pids, dispose()}`; {@link stopAllWorkers}
  * disposes whatever is still running (used on errors and signals).
  */
-export async function startWorker({ config = "bench/wrangler.toml" } = {}) {
+export async function startWorker({ config = "bench/wrangler.toml", dev = {} } = {}) {
   process.env.CLOUDFLARE_CF_FETCH_ENABLED = "false";
   process.env.WRANGLER_SEND_METRICS = "false";
   process.env.WRANGLER_LOG ??= "warn";
@@ -72,7 +72,7 @@ export async function startWorker({ config = "bench/wrangler.toml" } = {}) {
   const started = performance.now();
   const worker = await unstable_startWorker({
     config: join(ROOT, config),
-    dev: { server: { hostname: "127.0.0.1", port: 0 }, inspector: false, watch: false },
+    dev: { server: { hostname: "127.0.0.1", port: 0 }, inspector: false, watch: false, ...dev },
   });
   let disposed = false;
   const handle = {

@@ -268,6 +268,18 @@ export class RoomDO extends DurableObject<Env> {
     };
   }
 
+  /** Storage figures for benchmarks and the admin view: database size, state snapshot rows, events. JSON. */
+  async storageStats(): Promise<string> {
+    const sql = this.ctx.storage.sql;
+    const count = (table: string) => sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n;
+    return JSON.stringify({
+      database_bytes: sql.databaseSize,
+      state_rows: count("state_step") + count("state_skip"),
+      state_groups: count("state_groups"),
+      events: count("events"),
+    });
+  }
+
   /** The events of the room in stream order after `since` (accepted, client-visible ones). */
   async eventsAfter(since: number, limit: number): Promise<{ event_id: string; stream_ordering: number; json: string }[]> {
     return this.ctx.storage.sql
