@@ -17,9 +17,43 @@ import type { PDU } from "../src/protocol/events";
 import { resolveState } from "../src/protocol/state-res";
 import { buildForkedRoom, type ForkedRoom } from "../test/helpers/state-res-room";
 
+import { RoomDO } from "../durable-objects/room/RoomDO";
 export { RoomDO, UserDO, DestinationDO, RateLimiterDO, AppServiceDO } from "../src/index";
 
-type BenchEnv = Env & { RAW: DurableObjectNamespace<RawInsertDO> };
+/**
+ * Profiling: a RoomDO whose extra methods run pieces of the send path in a loop inside the object, so the
+ * bench can tell the cost of building/signing, of the acceptance pipeline, and of the hops around them.
+ * Reaches into private members on purpose (bench-only).
+ */
+export class ProfileRoomDO extends RoomDO {
+  private get core(): any {
+    return (this as any).room;
+  }
+  async setUp(): Promise<void> {
+    if (this.core.exists) return;
+    const version = roomVersion("12")!;
+    const key = (await getServerKeys(this.env)).current;
+    const { pdu, roomId } = buildCreateEvent({ creator: SENDER, version, serverName: "bench.local", signingKey: key });
+    await this.createRoom(pdu, roomId, "12", [
+      { type: "m.room.member", state_key: SENDER, sender: SENDER, content: { membership: "join" } },
+      { type: "m.room.power_levels", state_key: "", sender: SENDER, content: { users: {} } },
+    ]);
+  }
+  /** buildLocal only: prev/auth selection, hashes, signature, no persistence. */
+  profileBuild(n: number): number {
+    for (let i = 0; i < n; i++) this.core.buildLocal({ type: "m.room.message", sender: SENDER, content: message(i) });
+    return n;
+  }
+  /** createLocal in its own transaction each time (build + accept + commit), no outbox delivery. */
+  profileCreateLocal(n: number): number {
+    for (let i = 0; i < n; i++) {
+      this.ctx.storage.transactionSync(() => this.core.createLocal({ type: "m.room.message", sender: SENDER, content: message(i) }));
+    }
+    return n;
+  }
+}
+
+type BenchEnv = Env & { RAW: DurableObjectNamespace<RawInsertDO>; PROFILE: DurableObjectNamespace<ProfileRoomDO> };
 
 /** Baseline: what any persisted write costs at least (RPC + one SQLite row of an event's size). */
 export class RawInsertDO extends DurableObject<BenchEnv> {
@@ -60,7 +94,17 @@ let forked: ForkedRoom | undefined;
 
 type Case = (env: BenchEnv, n: number, params: URLSearchParams) => Promise<unknown>;
 
+const profileRoom = async (env: BenchEnv) => {
+  const stub = env.PROFILE.get(env.PROFILE.idFromName("profile"));
+  await stub.setUp();
+  return stub;
+};
+
 const CASES: Record<string, Case> = {
+  /** Profiling: building and signing local events inside the RoomDO (no persistence). */
+  "profile/build": async (env, n) => (await profileRoom(env)).profileBuild(n),
+  /** Profiling: build + accept + commit inside the RoomDO, one transaction each, no outbox delivery. */
+  "profile/create-local": async (env, n) => (await profileRoom(env)).profileCreateLocal(n),
   /** Local sends through RoomDO.send, one after another. */
   "rooms/send-sequential": async (env, n) => {
     const room = env.ROOMS.get(env.ROOMS.idFromName(await benchRoom(env)));

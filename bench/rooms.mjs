@@ -12,6 +12,8 @@ export const group = "rooms";
 export const description = "RoomDO local sends vs raw DO insert; state resolution of 10k-member forks; state bytes per event";
 
 export const cases = [
+  { name: "profile-build", path: "_bench/profile/build", startN: 20, description: "profiling: build + hash + sign a local event inside the RoomDO (no persistence)" },
+  { name: "profile-create-local", path: "_bench/profile/create-local", startN: 20, description: "profiling: build + accept + commit inside the RoomDO, one transaction each, no outbox delivery" },
   { name: "room-send-sequential", path: "_bench/rooms/send-sequential", startN: 20, description: "RoomDO.send, awaited one by one (build, hash, sign, auth, persist, outbox, sender's sync stream)" },
   { name: "raw-insert-sequential", path: "_bench/raw/insert-sequential", startN: 20, description: "baseline: Worker→DO RPC + one SQLite insert of an event-sized row, one by one" },
   { name: "room-send-concurrent", path: "_bench/rooms/send-concurrent", startN: 20, description: "RoomDO.send, n at once" },

@@ -214,12 +214,15 @@ export class RoomDO extends DurableObject<Env> {
   // Timers
 
   override async alarm(): Promise<void> {
+    this.timers.alarmFired();
+    // Whatever woke the alarm, deliver the outbox rows that are due (the outbox task is only their safety net).
+    await this.outbox.drain();
     const now = Date.now();
     for (const task of this.timers.due(now)) {
       switch (task) {
         case "outbox":
-          await this.outbox.drain();
-          break;
+          break; // drained above; drain() reschedules or retires the task
+
         case "dummy_event":
           this.transact(() => {
             this.room.sendDummyEvent();

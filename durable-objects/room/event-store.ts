@@ -28,7 +28,22 @@ export type EventRow = {
   redacted_by: string | null;
 };
 
-export interface NewEventRow {
+/** The columns the acceptance pipeline reads about an event (no JSON: cheap to fetch on the hot path). */
+export type EventStatus = {
+  nid: number;
+  event_id: string;
+  outlier: number;
+  rejected: string | null;
+  soft_failed: number;
+  partial_state: number;
+  state_after: number | null;
+  depth: number;
+  stream_ordering: number | null;
+};
+
+const STATUS_COLUMNS = "nid, event_id, outlier, rejected, soft_failed, partial_state, state_after, depth, stream_ordering";
+
+export type NewEventRow = {
   eventId: string;
   pdu: PDU;
   streamOrdering: number | null;
@@ -38,7 +53,7 @@ export interface NewEventRow {
   partialState: boolean;
   stateBefore: number | null;
   stateAfter: number | null;
-}
+};
 
 /** The target of a redaction event, wherever the room version puts it. */
 export function redactsOf(pdu: PDU, version: RoomVersion): string | undefined {
@@ -83,6 +98,14 @@ export class EventStore {
 
   byNid(nid: number): EventRow {
     return this.sql.exec<EventRow>("SELECT * FROM events WHERE nid = ?", nid).one();
+  }
+
+  statusById(eventId: string): EventStatus | undefined {
+    return this.sql.exec<EventStatus>(`SELECT ${STATUS_COLUMNS} FROM events WHERE event_id = ?`, eventId).toArray()[0];
+  }
+
+  statusByNid(nid: number): EventStatus {
+    return this.sql.exec<EventStatus>(`SELECT ${STATUS_COLUMNS} FROM events WHERE nid = ?`, nid).one();
   }
 
   nidOf(eventId: string): number | undefined {

@@ -31,11 +31,26 @@ export function retryDelayMs(attempts: number): number {
   return Math.min(1000 * 2 ** Math.max(0, attempts - 1), 10 * 60 * 1000);
 }
 
+/**
+ * How long after a write the alarm re-checks the outbox. Delivery normally happens right after the commit; the
+ * alarm is the safety net for an eviction in between, so it need not fire at once (an alarm per event would be
+ * a second invocation of the object for every send).
+ */
+export const OUTBOX_SAFETY_NET_MS = 2_000;
+
 export class Timers {
+  /** The alarm time last set by this instance (undefined: unknown, e.g. after a restart or a fired alarm). */
+  private armedAt: number | null | undefined;
+
   constructor(
     private readonly sql: SqlStorage,
     private readonly storage: DurableObjectStorage,
   ) {}
+
+  /** Call when the alarm fires: the storage alarm is no longer set. */
+  alarmFired(): void {
+    this.armedAt = undefined;
+  }
 
   /** Makes `name` due at `dueTs` (or earlier, if it already is). */
   schedule(name: string, dueTs: number): void {
@@ -64,6 +79,8 @@ export class Timers {
   /** Points the alarm at the earliest task (or clears it). Storage writes, alarm included, commit together. */
   arm(): void {
     const next = this.sql.exec<{ t: number | null }>("SELECT min(due_ts) AS t FROM tasks").one().t;
+    if (next === this.armedAt) return;
+    this.armedAt = next;
     if (next === null) void this.storage.deleteAlarm();
     else void this.storage.setAlarm(next);
   }
@@ -90,7 +107,7 @@ export class Outbox {
       position,
       now,
     );
-    this.timers.schedule("outbox", now);
+    this.timers.schedule("outbox", now + OUTBOX_SAFETY_NET_MS);
   }
 
   pending(): OutboxRow[] {

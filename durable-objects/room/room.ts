@@ -20,7 +20,7 @@ import { redactEvent } from "../../src/protocol/redaction";
 import { checkPduFormat } from "../../src/protocol/pdu-format";
 import { verifyJsonSignature, type SigningKey } from "../../src/protocol/signing";
 import { serverNameOf } from "../../src/protocol/identifiers";
-import { EventStore, toAuthEvent, redactsOf, type EventRow } from "./event-store";
+import { EventStore, toAuthEvent, redactsOf, type EventRow, type EventStatus } from "./event-store";
 import { StateStore, diffStates, type NidStateMap } from "./state-store";
 import { Outbox, Timers } from "./outbox";
 
@@ -231,7 +231,7 @@ export class Room {
         const nid = this.events.nidOf(id);
         return nid === undefined ? undefined : this.events.authEvent(nid);
       },
-      isRejected: (id) => this.events.byId(id)?.rejected != null,
+      isRejected: (id) => this.events.statusById(id)?.rejected != null,
     };
   }
 
@@ -252,7 +252,7 @@ export class Room {
     if (pdu.room_id !== undefined && pdu.room_id !== this.roomId) {
       return { status: "invalid", event_id: eventId, reason: "event is for another room" };
     }
-    const existing = this.events.byId(eventId);
+    const existing = this.events.statusById(eventId);
     if (existing && !existing.outlier) return { status: "duplicate", event_id: eventId };
 
     const authEvent = toAuthEvent(eventId, pdu, version);
@@ -260,10 +260,10 @@ export class Room {
     if (authCheck.status === "missing_auth") return { ...authCheck, event_id: eventId };
 
     const prevIds = eventRefIds(pdu.prev_events);
-    const prevRows: EventRow[] = [];
+    const prevRows: EventStatus[] = [];
     const missing: string[] = [];
     for (const id of prevIds) {
-      const row = this.events.byId(id);
+      const row = this.events.statusById(id);
       if (!row || row.outlier || row.state_after === null) missing.push(id);
       else prevRows.push(row);
     }
@@ -293,7 +293,7 @@ export class Room {
     const authEvents: AuthEvent[] = [];
     const missing: string[] = [];
     for (const id of authIds) {
-      const row = this.events.byId(id);
+      const row = this.events.statusById(id);
       if (!row) {
         missing.push(id);
         continue;
@@ -319,17 +319,19 @@ export class Room {
 
   /** The room's create event, once known. */
   createEvent(): AuthEvent | undefined {
-    const nid = this.sql
+    // The create event never changes once accepted, so its nid is looked up once.
+    this.createNid ??= this.sql
       .exec<{ nid: number }>("SELECT nid FROM events WHERE type = 'm.room.create' AND state_key = '' AND rejected IS NULL LIMIT 1")
       .toArray()[0]?.nid;
-    return nid === undefined ? undefined : this.events.authEvent(nid);
+    return this.createNid === undefined ? undefined : this.events.authEvent(this.createNid);
   }
+  private createNid: number | undefined;
 
   /** Writes an event that passed (or failed) the checks, and everything that follows from it. */
   private commit(
     eventId: string,
     pdu: PDU,
-    d: { stateBefore: number | null; rejected: string | null; softFailed: boolean; partialState: boolean; replacesOutlier?: EventRow | undefined },
+    d: { stateBefore: number | null; rejected: string | null; softFailed: boolean; partialState: boolean; replacesOutlier?: EventStatus | undefined },
   ): Outcome {
     const accepted = d.rejected === null && !d.softFailed;
     const isState = isStateEvent(pdu);
@@ -383,7 +385,7 @@ export class Room {
     if (!hasChild) this.sql.exec("INSERT OR IGNORE INTO forward_extremities (event_nid) VALUES (?)", nid);
 
     const extremities = this.forwardExtremities();
-    const groups = extremities.map((e) => this.events.byNid(e).state_after);
+    const groups = extremities.map((e) => this.events.statusByNid(e).state_after);
     const newGroup = this.resolveGroups(groups);
     this.setCurrentState(newGroup);
     if (extremities.length > this.deps.dummyEventThreshold) this.deps.timers.schedule("dummy_event", Date.now());
@@ -514,20 +516,21 @@ export class Room {
       )
       .toArray()
       .map((r) => r.nid);
-    const prevRows = prevNids.map((n) => this.events.byNid(n));
+    const prevRows = prevNids.map((n) => this.events.statusByNid(n));
     const stateBefore =
       prevRows.length === this.forwardExtremities().length
         ? this.currentStateGroup
         : this.resolveGroups(prevRows.map((r) => r.state_after));
     const lookup = this.lookupIn(this.states.load(stateBefore));
-    const authRows: EventRow[] = [];
+    const authIds: string[] = [];
     for (const [type, sk] of authEventTypesFor(template, version)) {
       const e = lookup(type, sk);
-      if (e) authRows.push(this.events.byId(e.event_id)!);
+      if (e) authIds.push(e.event_id);
     }
     const depth = Math.min(MAX_DEPTH, Math.max(0, ...prevRows.map((r) => r.depth)) + 1);
-    const ref = (row: EventRow) =>
-      version.eventFormat === "v1" ? [row.event_id, (JSON.parse(row.json) as PDU).hashes] : row.event_id;
+    // v1/v2 events reference others as [event_id, hashes].
+    const ref = (eventId: string) =>
+      version.eventFormat === "v1" ? [eventId, (JSON.parse(this.events.byId(eventId)!.json) as PDU).hashes] : eventId;
 
     const pdu: Record<string, unknown> = {
       room_id: this.roomId,
@@ -536,8 +539,8 @@ export class Room {
       content: template.content,
       origin_server_ts: template.origin_server_ts ?? Date.now(),
       depth,
-      prev_events: prevRows.map(ref),
-      auth_events: authRows.map(ref),
+      prev_events: prevRows.map((r) => ref(r.event_id)),
+      auth_events: authIds.map(ref),
     };
     if (template.state_key !== undefined) pdu.state_key = template.state_key;
     if (template.redacts !== undefined) {
