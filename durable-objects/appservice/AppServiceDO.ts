@@ -240,9 +240,8 @@ export class AppServiceDO extends DurableObject<Env> {
         body: JSON.parse(txn.body) as unknown,
         timeoutMs: TXN_TIMEOUT_MS,
       });
-      const text = await res.text().catch(() => "");
       if (res.ok) return undefined;
-      return `transaction ${txn.txn_id}: HTTP ${res.status} ${text.slice(0, 200)}`;
+      return `transaction ${txn.txn_id}: HTTP ${res.status} ${res.text.slice(0, 200)}`;
     } catch (e) {
       return `transaction ${txn.txn_id}: ${String((e as Error)?.message ?? e)}`;
     }
@@ -442,8 +441,10 @@ export class AppServiceDO extends DurableObject<Env> {
   /** Points the alarm at the retry (DOWN) or, with work pending, a little ahead (UP). Call inside a transaction. */
   private arm(): void {
     const st = this.state();
+    // Alarm times are never earlier than a second from now by the runtime's clock: an alarm in the past fires at
+    // once, and a retry that is not due yet by `now()` (a test clock) would otherwise re-arm it in a tight loop.
     if (st.down) {
-      void this.ctx.storage.setAlarm(Math.max(st.retryAt, this.now()));
+      void this.ctx.storage.setAlarm(Math.max(st.retryAt, Date.now() + 1000));
       return;
     }
     const pending =
@@ -453,7 +454,7 @@ export class AppServiceDO extends DurableObject<Env> {
               + (SELECT count(*) FROM user_cursors WHERE dirty = 1)
               + (SELECT count(*) FROM device_lists) + (SELECT count(*) FROM key_counts) AS n`,
       ).one().n > 0;
-    if (pending) void this.ctx.storage.setAlarm(this.now() + SAFETY_ALARM_MS);
+    if (pending) void this.ctx.storage.setAlarm(Date.now() + SAFETY_ALARM_MS);
     else void this.ctx.storage.deleteAlarm();
   }
 

@@ -119,9 +119,7 @@ const QUERY_TIMEOUT_MS = 10_000;
 
 async function query(as: AppService, path: string): Promise<boolean> {
   try {
-    const res = await callAppservice(as, { method: "GET", path, timeoutMs: QUERY_TIMEOUT_MS });
-    await res.body?.cancel();
-    return res.ok;
+    return (await callAppservice(as, { method: "GET", path, timeoutMs: QUERY_TIMEOUT_MS })).ok;
   } catch (e) {
     console.warn(`appservice ${as.id}: query ${path} failed: ${String((e as Error)?.message ?? e)}`);
     return false;

@@ -35,8 +35,19 @@ export function appserviceUrl(as: AppService, path: string, query?: Record<strin
   return url.toString();
 }
 
-/** Sends one request to the appservice. Network failures and timeouts throw; any HTTP status is returned. */
-export async function callAppservice(as: AppService, req: AppserviceRequest): Promise<Response> {
+/** What the appservice answered: the status and the whole body as text. */
+export interface AppserviceResponse {
+  status: number;
+  ok: boolean;
+  text: string;
+}
+
+/**
+ * Sends one request to the appservice and reads the whole answer. Network failures and timeouts throw (a
+ * timeout as an Error named "TimeoutError"); any HTTP status is returned. The timer is cleared as soon as the
+ * answer is read, so no timer outlives the request (a Durable Object with a pending timer stays busy).
+ */
+export async function callAppservice(as: AppService, req: AppserviceRequest): Promise<AppserviceResponse> {
   const url = new URL(appserviceUrl(as, req.path, req.query));
   if (as.legacyAccessTokenQuery) url.searchParams.set("access_token", as.hsToken);
   const headers: Record<string, string> = { authorization: `Bearer ${as.hsToken}` };
@@ -45,6 +56,24 @@ export async function callAppservice(as: AppService, req: AppserviceRequest): Pr
     body = JSON.stringify(req.body);
     headers["content-type"] = "application/json";
   }
-  const init: RequestInit = { method: req.method, headers, body, signal: AbortSignal.timeout(req.timeoutMs) };
-  return (transport ?? fetch)(url.toString(), init);
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, req.timeoutMs);
+  try {
+    const res = await (transport ?? fetch)(url.toString(), { method: req.method, headers, body, signal: controller.signal });
+    const text = await res.text();
+    return { status: res.status, ok: res.ok, text };
+  } catch (e) {
+    if (timedOut) {
+      const err = new Error(`appservice ${as.id}: no answer within ${req.timeoutMs} ms`);
+      err.name = "TimeoutError";
+      throw err;
+    }
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -12,7 +12,7 @@ import { requireAuth } from "../../http/auth";
 import { readJsonObject } from "../../http/json";
 import { forbidden, MatrixError, type ErrorCode } from "../../http/errors";
 import { requestingAppservice } from "../../appservices/auth";
-import { callAppservice } from "../../appservices/transport";
+import { callAppservice, type AppserviceResponse } from "../../appservices/transport";
 
 export const appservicePingRoutes = new Hono<AppEnv>();
 
@@ -32,7 +32,7 @@ appservicePingRoutes.post("/appservice/:appserviceId/ping", requireAuth, async (
   if (as.url === null) throw error(400, "M_URL_NOT_SET", "Application service doesn't have a URL configured");
 
   const started = Date.now();
-  let res: Response;
+  let res: AppserviceResponse;
   try {
     res = await callAppservice(as, {
       method: "POST",
@@ -41,11 +41,9 @@ appservicePingRoutes.post("/appservice/:appserviceId/ping", requireAuth, async (
       timeoutMs: PING_TIMEOUT_MS,
     });
   } catch (e) {
-    const name = (e as Error)?.name;
-    if (name === "TimeoutError" || name === "AbortError") throw error(504, "M_CONNECTION_TIMEOUT", "Connection to application service timed out");
+    if ((e as Error)?.name === "TimeoutError") throw error(504, "M_CONNECTION_TIMEOUT", "Connection to application service timed out");
     throw error(502, "M_CONNECTION_FAILED", "Connection to application service failed");
   }
-  const text = await res.text().catch(() => "");
-  if (!res.ok) throw error(502, "M_BAD_STATUS", `Ping returned status ${res.status}`, { status: res.status, body: text });
+  if (!res.ok) throw error(502, "M_BAD_STATUS", `Ping returned status ${res.status}`, { status: res.status, body: res.text });
   return c.json({ duration_ms: Date.now() - started });
 });

@@ -27,7 +27,7 @@ type Json = Record<string, unknown>;
 async function getFrom(as: AppService, path: string, query: Record<string, string[]>): Promise<unknown> {
   try {
     const res = await callAppservice(as, { method: "GET", path, query, timeoutMs: LOOKUP_TIMEOUT_MS });
-    const text = await res.text();
+    const text = res.text;
     if (!res.ok) {
       console.warn(`appservice ${as.id}: GET ${path}: HTTP ${res.status}`);
       return undefined;
