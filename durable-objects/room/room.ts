@@ -59,6 +59,21 @@ export type OutlierOutcome =
   | { status: "missing_auth"; event_id: string; missing: string[] }
   | { status: "invalid"; event_id?: string; reason: string };
 
+export interface AcceptOptions {
+  /** A local user's event: no soft-fail check (the sender acted on the current state). */
+  local?: boolean;
+  /** States standing in for prev events that could not be fetched (see `prevStateGroups`). */
+  prevStates?: ReadonlyMap<string, readonly string[]>;
+}
+
+/** A lookup that falls back to `events` (by type and state key) where `lookup` has nothing. */
+function withFallback(lookup: AuthStateLookup, events: readonly AuthEvent[]): AuthStateLookup {
+  if (events.length === 0) return lookup;
+  const byKey = new Map<string, AuthEvent>();
+  for (const e of events) if (e.state_key !== undefined) byKey.set(stateKey(e.type, e.state_key), e);
+  return (type, sk) => lookup(type, sk) ?? byKey.get(stateKey(type, sk));
+}
+
 /** Raised for a local event the rules forbid; nothing is persisted. */
 export class ForbiddenEvent extends Error {
   override readonly name = "ForbiddenEvent";
@@ -244,7 +259,7 @@ export class Room {
    * state. Rejected events are stored as rejected; soft-failed ones are stored but never served or built upon.
    * Must be called inside a storage transaction.
    */
-  accept(pdu: PDU, opts: { local?: boolean } = {}): Outcome {
+  accept(pdu: PDU, opts: AcceptOptions = {}): Outcome {
     const version = this.version;
     const format = checkPduFormat(pdu, version);
     if (!format.ok) return { status: "invalid", reason: format.reason };
@@ -259,36 +274,71 @@ export class Room {
     const authCheck = this.checkAgainstAuthEvents(authEvent, pdu);
     if (authCheck.status === "missing_auth") return { ...authCheck, event_id: eventId };
 
-    const prevIds = eventRefIds(pdu.prev_events);
-    const prevRows: EventStatus[] = [];
-    const missing: string[] = [];
-    for (const id of prevIds) {
-      const row = this.events.statusById(id);
-      if (!row || row.outlier || row.state_after === null) missing.push(id);
-      else prevRows.push(row);
-    }
-    if (missing.length > 0) return { status: "missing_prevs", event_id: eventId, missing };
+    const prevs = this.prevStateGroups(pdu, opts.prevStates);
+    if (prevs.status !== "ok") return { ...prevs, event_id: eventId };
+    const stateBefore = this.resolveGroups(prevs.groups.length ? prevs.groups : [null]);
 
-    const stateBefore = this.resolveGroups(prevRows.length ? prevRows.map((r) => r.state_after) : [null]);
-    const partialState = prevRows.some((r) => r.partial_state === 1);
     let rejected = authCheck.status === "rejected" ? authCheck.reason : null;
     if (rejected === null) {
-      const result = checkEventAuth(authEvent, this.lookupIn(this.states.load(stateBefore)), version, this.authOptions());
+      let lookup = this.lookupIn(this.states.load(stateBefore));
+      // Partial state lacks most remote memberships: the event's own (already checked) auth events fill the gaps.
+      if (prevs.partialState) lookup = withFallback(lookup, authCheck.status === "ok" ? authCheck.authEvents : []);
+      const result = checkEventAuth(authEvent, lookup, version, this.authOptions());
       if (!result.allowed) rejected = `state before event: ${result.reason}`;
     }
+    // No soft-failing while the room has partial state: the current state cannot be trusted to judge.
     let softFailed = false;
     if (rejected === null && !opts.local && this.meta("partial_state") === undefined) {
       const result = checkEventAuth(authEvent, this.lookupIn(this.currentState()), version, this.authOptions());
       softFailed = !result.allowed;
     }
-    return this.commit(eventId, pdu, { stateBefore, rejected, softFailed, partialState, replacesOutlier: existing });
+    return this.commit(eventId, pdu, { stateBefore, rejected, softFailed, partialState: prevs.partialState, replacesOutlier: existing });
+  }
+
+  /**
+   * The state groups after each prev event. A prev event not held in the timeline may be stood in for by its
+   * state (`prevStates`: event IDs, all held at least as outliers), when the federation layer could not fetch it.
+   */
+  private prevStateGroups(
+    pdu: PDU,
+    prevStates?: ReadonlyMap<string, readonly string[]>,
+  ):
+    | { status: "ok"; groups: (number | null)[]; partialState: boolean }
+    | { status: "missing_prevs" | "missing_auth"; missing: string[] } {
+    const groups: (number | null)[] = [];
+    const missing: string[] = [];
+    let partialState = false;
+    for (const id of eventRefIds(pdu.prev_events)) {
+      const row = this.events.statusById(id);
+      if (row && !row.outlier && row.state_after !== null) {
+        groups.push(row.state_after);
+        partialState ||= row.partial_state === 1;
+        continue;
+      }
+      const ids = prevStates?.get(id);
+      if (!ids) {
+        missing.push(id);
+        continue;
+      }
+      const state: NidStateMap = new Map();
+      const unknownIds: string[] = [];
+      for (const stateId of ids) {
+        const r = this.events.byId(stateId);
+        if (!r) unknownIds.push(stateId);
+        else if (r.rejected === null && r.state_key !== null) state.set(this.states.keyId(r.type, r.state_key), r.nid);
+      }
+      if (unknownIds.length > 0) return { status: "missing_auth", missing: unknownIds };
+      groups.push(this.states.createFromState(this.currentStateGroup, state));
+    }
+    if (missing.length > 0) return { status: "missing_prevs", missing };
+    return { status: "ok", groups, partialState };
   }
 
   /** Rule 2 of the auth rules plus the check against the event's own auth events. */
   private checkAgainstAuthEvents(
     event: AuthEvent,
     pdu: PDU,
-  ): { status: "ok" } | { status: "rejected"; reason: string } | { status: "missing_auth"; missing: string[] } {
+  ): { status: "ok"; authEvents: AuthEvent[] } | { status: "rejected"; reason: string } | { status: "missing_auth"; missing: string[] } {
     const authIds = eventRefIds(pdu.auth_events);
     const authEvents: AuthEvent[] = [];
     const missing: string[] = [];
@@ -310,7 +360,7 @@ export class Room {
     // v12 create events are never listed in auth_events: the room ID names them.
     if (create && !byKey.has(stateKey("m.room.create", ""))) byKey.set(stateKey("m.room.create", ""), create);
     const result = checkEventAuth(event, (t, k) => byKey.get(stateKey(t, k)), this.version, this.authOptions());
-    return result.allowed ? { status: "ok" } : { status: "rejected", reason: `auth events: ${result.reason}` };
+    return result.allowed ? { status: "ok", authEvents } : { status: "rejected", reason: `auth events: ${result.reason}` };
   }
 
   private authOptions() {
@@ -623,58 +673,7 @@ export class Room {
    * Must be called inside a storage transaction.
    */
   acceptWithPrevStates(pdu: PDU, prevStates: ReadonlyMap<string, readonly string[]>): Outcome {
-    const version = this.version;
-    const format = checkPduFormat(pdu, version);
-    if (!format.ok) return { status: "invalid", reason: format.reason };
-    const eventId = computeEventId(pdu, version);
-    if (pdu.room_id !== undefined && pdu.room_id !== this.roomId) {
-      return { status: "invalid", event_id: eventId, reason: "event is for another room" };
-    }
-    const existing = this.events.byId(eventId);
-    if (existing && !existing.outlier) return { status: "duplicate", event_id: eventId };
-    const authEvent = toAuthEvent(eventId, pdu, version);
-    const authCheck = this.checkAgainstAuthEvents(authEvent, pdu);
-    if (authCheck.status === "missing_auth") return { ...authCheck, event_id: eventId };
-
-    const groups: (number | null)[] = [];
-    const missing: string[] = [];
-    let partialState = false;
-    for (const id of eventRefIds(pdu.prev_events)) {
-      const row = this.events.byId(id);
-      if (row && !row.outlier && row.state_after !== null) {
-        groups.push(row.state_after);
-        partialState ||= row.partial_state === 1;
-        continue;
-      }
-      const ids = prevStates.get(id);
-      if (!ids) {
-        missing.push(id);
-        continue;
-      }
-      const state: NidStateMap = new Map();
-      const unknownIds: string[] = [];
-      for (const stateId of ids) {
-        const r = this.events.byId(stateId);
-        if (!r) unknownIds.push(stateId);
-        else if (r.rejected === null && r.state_key !== null) state.set(this.states.keyId(r.type, r.state_key), r.nid);
-      }
-      if (unknownIds.length > 0) return { status: "missing_auth", event_id: eventId, missing: unknownIds };
-      groups.push(this.states.createFromState(this.currentStateGroup, state));
-    }
-    if (missing.length > 0) return { status: "missing_prevs", event_id: eventId, missing };
-
-    const stateBefore = this.resolveGroups(groups.length ? groups : [null]);
-    let rejected = authCheck.status === "rejected" ? authCheck.reason : null;
-    if (rejected === null) {
-      const result = checkEventAuth(authEvent, this.lookupIn(this.states.load(stateBefore)), version, this.authOptions());
-      if (!result.allowed) rejected = `state before event: ${result.reason}`;
-    }
-    let softFailed = false;
-    if (rejected === null && this.meta("partial_state") === undefined) {
-      const result = checkEventAuth(authEvent, this.lookupIn(this.currentState()), version, this.authOptions());
-      softFailed = !result.allowed;
-    }
-    return this.commit(eventId, pdu, { stateBefore, rejected, softFailed, partialState, replacesOutlier: existing });
+    return this.accept(pdu, { prevStates });
   }
   // ===== end of the federation block =====
 }
