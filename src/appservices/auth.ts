@@ -11,6 +11,8 @@
  *   `M_UNKNOWN_DEVICE` if the user has no such device. Without it the request has no device (deviceId "").
  * - `?ts=`: timestamp massaging for `PUT /send` and `PUT /state` (Requester.timestamp); must be a
  *   non-negative integer, else 400 `M_INVALID_PARAM`.
+ * `/register` and `/login` only identify the appservice (as Synapse's get_appservice_by_req): bridges send
+ * `?user_id=` of the user they are about to register, so it is not checked there.
  * Other tokens pass through untouched to requireAuth.
  */
 import type { MiddlewareHandler } from "hono";
@@ -26,10 +28,21 @@ export const appserviceAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (registry.size > 0 && !c.get("requester")) {
     const token = accessTokenOf(c);
     const as = token === undefined ? undefined : registry.forToken(token);
-    if (as) c.set("requester", await appserviceRequester(c, as));
+    if (as) {
+      if (/\/(register|login)$/.test(c.req.path)) {
+        const requester: Requester = { userId: as.sender, deviceId: "", isGuest: false, appserviceId: as.id };
+        tokenOnly.add(requester);
+        c.set("requester", requester);
+      } else {
+        c.set("requester", await appserviceRequester(c, as));
+      }
+    }
   }
   await next();
 };
+
+/** Requesters of /register and /login: the appservice itself, not a user it acts as. */
+const tokenOnly = new WeakSet<Requester>();
 
 /** Senders known to be registered in this isolate (the row is created on first use). */
 const registeredSenders = new Set<string>();
@@ -94,12 +107,13 @@ export function requestingAppservice(c: AppContext): AppService | undefined {
 
 /**
  * Whether rate limits skip this request: an appservice registered with `rate_limited: false`, or the
- * appservice acting as its own sender (as Synapse).
+ * appservice acting as its own sender (the spec: "the sender is excluded"). /register and /login are limited
+ * by the appservice's flag alone (as Synapse).
  */
 export function rateLimitExempt(c: AppContext | { env: AppContext["env"] }): boolean {
   if (!("get" in c)) return false;
   const requester = c.get("requester");
   if (!requester?.appserviceId) return false;
   const as = getConfig(c.env).appservices.get(requester.appserviceId);
-  return as !== undefined && (!as.rateLimited || requester.userId === as.sender);
+  return as !== undefined && (!as.rateLimited || (requester.userId === as.sender && !tokenOnly.has(requester)));
 }

@@ -8,6 +8,8 @@ import { call, createUserDirect, request, testEnv, type TestUser } from "../clie
 import { V3, enc, expectError, newRoom } from "../client/rooms-helpers";
 import { fromIp, requestWithEnv, uniqueIp } from "../client/accounts-helpers";
 import { as, asSender, installFakeAppservices, SERVER, type FakeAppservices } from "./helpers";
+import { rateLimitExempt } from "../../src/appservices/auth";
+import type { Requester } from "../../src/http/app";
 
 const REG = `${V3}/register`;
 const bridge = asSender("bridge");
@@ -140,17 +142,12 @@ describe("registration and login for appservices", () => {
 });
 
 describe("rate limits", () => {
-  it("do not apply to an appservice registered with rate_limited: false, but do to others (not their sender)", async () => {
+  it("do not apply to an appservice registered with rate_limited: false, but do to others", async () => {
     const ip = uniqueIp();
     const bLocal = unique("_asb_rl");
     await registerPuppet(bridge, bLocal);
-    // Requests made as a masqueraded user (the spec: "requests from masqueraded users are rate-limited").
     const loginAs = (token: TestUser, user: string) =>
-      request("POST", as(`${V3}/login`, `@${user}:${SERVER}`), {
-        user: token,
-        headers: fromIp(ip),
-        body: { type: "m.login.application_service", identifier: { type: "m.id.user", user } },
-      });
+      request("POST", `${V3}/login`, { user: token, headers: fromIp(ip), body: { type: "m.login.application_service", identifier: { type: "m.id.user", user } } });
     for (let i = 0; i < 8; i++) expect((await loginAs(bridge, bLocal)).status).toBe(200);
 
     const oLocal = unique("_aso_rl");
@@ -158,13 +155,20 @@ describe("rate limits", () => {
     const statuses: number[] = [];
     for (let i = 0; i < 7; i++) statuses.push((await loginAs(observer, oLocal)).status);
     expect(statuses).toContain(429);
-    // Acting as its own sender ("the sender is excluded"), the same appservice is not limited.
-    const res = await request("POST", `${V3}/login`, {
-      user: observer,
-      headers: fromIp(ip),
-      body: { type: "m.login.application_service", identifier: { type: "m.id.user", user: observer.userId } },
-    });
-    expect(res.status).toBe(200);
+  });
+
+  it("exempt an appservice acting as its sender (the spec: the sender is excluded), not its masqueraded users", () => {
+    const ctx = (requester: Requester) => ({ env: testEnv, get: () => requester }) as unknown as Parameters<typeof rateLimitExempt>[0];
+    expect(rateLimitExempt(ctx({ userId: observer.userId, deviceId: "", isGuest: false, appserviceId: "observer" }))).toBe(true);
+    expect(rateLimitExempt(ctx({ userId: `@_aso_x:${SERVER}`, deviceId: "", isGuest: false, appserviceId: "observer" }))).toBe(false);
+    expect(rateLimitExempt(ctx({ userId: `@_asb_x:${SERVER}`, deviceId: "", isGuest: false, appserviceId: "bridge" }))).toBe(true);
+    expect(rateLimitExempt(ctx({ userId: "@alice:test.local", deviceId: "D", isGuest: false }))).toBe(false);
+  });
+
+  it("ignore ?user_id= on /register and /login (bridges name the user they are about to create)", async () => {
+    const localpart = unique("_asb_new");
+    const res = await call("POST", as(REG, `@${localpart}:${SERVER}`), { user: bridge, body: { type: "m.login.application_service", username: localpart, inhibit_login: true } });
+    expect(res.user_id).toBe(`@${localpart}:${SERVER}`);
   });
 });
 
