@@ -92,14 +92,15 @@ messageRoutes.get("/rooms/:roomId/state/:eventType/:stateKey{.+}", requireAuth, 
 
 const MEMBERSHIPS = new Set(["join", "invite", "knock", "leave", "ban"]);
 
-messageRoutes.get("/rooms/:roomId/members", requireAuth, (c) => {
+messageRoutes.get("/rooms/:roomId/members", requireAuth, async (c) => {
   const req: ClientReadRequest = { kind: "members" };
-  const at = c.req.query("at");
+  // Clients pass a /sync next_batch here (matrix-js-sdk's lazy member loading does), as well as prev_batch.
+  const at = await roomToken(c, c.req.query("at"));
   const membership = c.req.query("membership");
   const notMembership = c.req.query("not_membership");
   if (membership !== undefined && !MEMBERSHIPS.has(membership)) throw invalidParam("Unknown 'membership'");
   if (notMembership !== undefined && !MEMBERSHIPS.has(notMembership)) throw invalidParam("Unknown 'not_membership'");
-  if (at !== undefined && at !== "") req.at = at;
+  if (at !== undefined) req.at = at;
   if (membership !== undefined) req.membership = membership;
   if (notMembership !== undefined) req.not_membership = notMembership;
   return read(c, req);
