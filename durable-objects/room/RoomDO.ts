@@ -14,6 +14,10 @@ import { roomVersion } from "../../src/protocol/room-versions";
 import { migrate } from "./schema";
 import { Outbox, Timers, type Consumer, type Deliver } from "./outbox";
 import { ForbiddenEvent, Room, type EventTemplate, type Outcome } from "./room";
+// --- partial state (faster joins): the room row, per-event completion, and the alarm-driven resync ---
+import { PartialState, type PartialStateInfo } from "./partial-state";
+import { fetchStateBefore } from "../../src/federation/resync";
+import { computeEventId as computeEventIdFor } from "../../src/protocol/event-id";
 // --- sync (sync engineer): the typing/receipts stream and the per-user sync view; RPCs at "Sync" below ---
 import { Ephemeral, TYPING_TASK, DEFAULT_TYPING_TIMEOUT_MS } from "./ephemeral";
 import { SyncView, type SyncRoomRequest } from "./sync-view";
@@ -49,6 +53,20 @@ export interface TxnKey {
 /** Outcome of a typing or receipt update (sync). */
 export type SyncWriteResult = { ok: true } | { ok: false; errcode: "M_FORBIDDEN" | "M_NOT_FOUND"; error: string };
 
+/** The alarm task that drives the partial-state resync. */
+const RESYNC_TASK = "resync";
+/** Events completed per alarm invocation: bounded work, then the alarm is rescheduled (progress is in storage). */
+const RESYNC_EVENTS_PER_ALARM = 20;
+/** Backoff after failed resync steps: 1 s doubling to 1 minute (the server rotates on each failure). */
+const resyncBackoffMs = (failures: number) => Math.min(60_000, 1000 * 2 ** Math.max(0, failures - 1));
+
+/** Thrown inside the partial-join transaction to roll it back with the join's outcome. */
+class PartialJoinFailed extends Error {
+  constructor(readonly outcome: Outcome) {
+    super(`partial join not accepted: ${outcome.status}`);
+  }
+}
+
 /** Default number of forward extremities above which a dummy event merges them. */
 const DEFAULT_DUMMY_EVENT_THRESHOLD = 10;
 
@@ -57,6 +75,10 @@ export class RoomDO extends DurableObject<Env> {
   private readonly outbox: Outbox;
   private readonly timers: Timers;
   private signingKey: SigningKey | undefined;
+  /** Partial state (faster joins): see partial-state.ts and the resync block below. */
+  private readonly partial: PartialState;
+  /** Requests waiting for the room to become fully stated, by waiter ID (each its own promise and timer). */
+  private readonly fullStateWaiters = new Map<string, (full: boolean) => void>();
   /** Deliverers by consumer; tests replace them to simulate failures. */
   deliverers: Partial<Record<Consumer, Deliver>> = {};
   /** Sync: typing and receipts (ephemeral.ts) and the per-user view of the room for /sync (sync-view.ts). */
@@ -81,6 +103,10 @@ export class RoomDO extends DurableObject<Env> {
       outbox: this.outbox,
       timers: this.timers,
       dummyEventThreshold: Number(env.DUMMY_EVENT_THRESHOLD ?? DEFAULT_DUMMY_EVENT_THRESHOLD),
+    });
+    this.partial = new PartialState(this.room, sql, () => {
+      for (const wake of [...this.fullStateWaiters.values()]) wake(true);
+      void this.outbox.drain();
     });
     // Sync streams (UserDO): tell a local user where the room stands now and its membership there. Both are
     // read in the same synchronous instant, so the pair is consistent whatever position the outbox row named.
@@ -223,6 +249,9 @@ export class RoomDO extends DurableObject<Env> {
         case "outbox":
           break; // drained above; drain() reschedules or retires the task
 
+        case RESYNC_TASK:
+          await this.resync();
+          break;
         case "dummy_event":
           this.transact(() => {
             this.room.sendDummyEvent();
@@ -642,4 +671,125 @@ export class RoomDO extends DurableObject<Env> {
     return this.appservices.ephemeralAfter(asId, after, this.ephemeral);
   }
   // ===== end of the application services block =====
+
+  // =========================================================================================================
+  // Partial state (faster joins): joining with partial state, the resync loop, waiting for full state.
+  // =========================================================================================================
+
+  /**
+   * Persists a join made with partial state: the room's identity, the join event accepted on top of the state
+   * the resident returned (`stateIds`, all stored as outliers beforehand through `storeOutliers`), and the room
+   * row marking it partial — one transaction. Then starts the resync.
+   */
+  async beginPartialJoin(
+    roomId: string,
+    versionId: string,
+    joinPduJson: string,
+    stateIds: string[],
+    info: { servers_in_room: string[]; joined_via: string },
+  ): Promise<Outcome> {
+    const version = roomVersion(versionId);
+    if (!version) return { status: "invalid", reason: `unknown room version ${versionId}` };
+    const pdu = JSON.parse(joinPduJson) as PDU;
+    let outcome: Outcome;
+    try {
+      outcome = this.transact(() => {
+        this.room.initialise(roomId, version);
+        const joinId = computeEventIdFor(pdu, version);
+        this.partial.begin({ join_event_id: joinId, servers_in_room: info.servers_in_room, joined_via: info.joined_via });
+        const prevStates = new Map((pdu.prev_events as string[]).map((p) => [typeof p === "string" ? p : (p as [string])[0], stateIds]));
+        const result = this.room.accept(pdu, { local: true, prevStates, partialState: true });
+        if (result.status !== "accepted") throw new PartialJoinFailed(result);
+        this.timers.schedule(RESYNC_TASK, Date.now());
+        return result;
+      });
+    } catch (e) {
+      if (e instanceof PartialJoinFailed) return e.outcome;
+      throw e;
+    }
+    await this.afterCommit(pdu.sender);
+    return outcome;
+  }
+
+  /** The room row and progress while partial (admin view, logs); null when fully stated. */
+  async partialStateInfo(): Promise<(PartialStateInfo & { events_left: number }) | null> {
+    const info = this.room.exists ? this.partial.info : undefined;
+    return info ? { ...info, events_left: this.partial.eventsLeft() } : null;
+  }
+
+  /**
+   * Waits until the room is fully stated (or `timeoutMs` passes): `/members`, `/state` and eager syncs of a
+   * partial room wait here. Each request owns its waiter, named `waiterId`; when the client disconnects, the
+   * Worker calls `cancelFullStateWait(waiterId)` and the waiter is removed.
+   */
+  async waitForFullState(waiterId: string, timeoutMs: number): Promise<boolean> {
+    if (!this.room.exists || !this.partial.isPartial) return true;
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => done(!this.partial.isPartial), timeoutMs);
+      const done = (full: boolean) => {
+        clearTimeout(timer);
+        this.fullStateWaiters.delete(waiterId);
+        resolve(full);
+      };
+      this.fullStateWaiters.get(waiterId)?.(false);
+      this.fullStateWaiters.set(waiterId, done);
+    });
+  }
+
+  /** Ends a waiting request's full-state waiter (its client went away). Returns whether one was waiting. */
+  async cancelFullStateWait(waiterId: string): Promise<boolean> {
+    const waiter = this.fullStateWaiters.get(waiterId);
+    waiter?.(false);
+    return waiter !== undefined;
+  }
+
+  /** How many requests wait for full state (tests, metrics). */
+  async fullStateWaiterCount(): Promise<number> {
+    return this.fullStateWaiters.size;
+  }
+
+  /** Runs resync steps until the room is fully stated, a step fails, or this invocation's batch is done. */
+  private async resync(): Promise<void> {
+    this.timers.done(RESYNC_TASK);
+    for (let i = 0; i < RESYNC_EVENTS_PER_ALARM; i++) {
+      const info = this.partial.info;
+      if (!info) return;
+      const next = this.partial.next();
+      if (!next) {
+        if (this.transact(() => this.partial.finish())) {
+          console.log(`resync: ${this.room.roomId} is fully stated (${info.events_completed} events, ${info.state_events_fetched} state events fetched)`);
+          return;
+        }
+        continue; // an event arrived meanwhile: complete it too
+      }
+      const ours = getConfig(this.env).serverName;
+      const servers = info.servers_in_room.filter((s) => s !== ours);
+      if (servers.length === 0) {
+        this.transact(() => this.partial.update({ last_error: "no server to resync from" }));
+        return;
+      }
+      const server = servers[info.next_server % servers.length]!;
+      try {
+        const { stateIds, fetched } = await fetchStateBefore(this.env, server, this.room.roomId, next.event_id);
+        const result = this.transact(() => {
+          const r = this.partial.complete(next.event_id, stateIds);
+          const now = this.partial.info;
+          if (now && r.status === "completed") this.partial.update({ state_events_fetched: now.state_events_fetched + fetched });
+          return r;
+        });
+        if (result.status === "missing") throw new Error(`${server} named state events it could not provide: ${result.missing.slice(0, 3).join(", ")}`);
+      } catch (e) {
+        const failures = info.failures + 1;
+        const message = String((e as Error)?.message ?? e).slice(0, 300);
+        console.warn(`resync: ${this.room.roomId} at ${next.event_id} via ${server} failed (${failures}): ${message}`);
+        this.transact(() => {
+          this.partial.update({ failures, last_error: message, next_server: info.next_server + 1 });
+          this.timers.schedule(RESYNC_TASK, Date.now() + resyncBackoffMs(failures));
+        });
+        return;
+      }
+    }
+    this.transact(() => this.timers.schedule(RESYNC_TASK, Date.now()));
+  }
+  // ===== end of the partial state block =====
 }

@@ -64,6 +64,8 @@ export interface AcceptOptions {
   local?: boolean;
   /** States standing in for prev events that could not be fetched (see `prevStateGroups`). */
   prevStates?: ReadonlyMap<string, readonly string[]>;
+  /** The stand-in states are partial (a faster join's state): the event is accepted with partial state. */
+  partialState?: boolean;
 }
 
 /** A lookup that falls back to `events` (by type and state key) where `lookup` has nothing. */
@@ -276,6 +278,7 @@ export class Room {
 
     const prevs = this.prevStateGroups(pdu, opts.prevStates);
     if (prevs.status !== "ok") return { ...prevs, event_id: eventId };
+    if (opts.partialState) prevs.partialState = true;
     const stateBefore = this.resolveGroups(prevs.groups.length ? prevs.groups : [null]);
 
     let rejected = authCheck.status === "rejected" ? authCheck.reason : null;
@@ -439,6 +442,56 @@ export class Room {
     const newGroup = this.resolveGroups(groups);
     this.setCurrentState(newGroup);
     if (extremities.length > this.deps.dummyEventThreshold) this.deps.timers.schedule("dummy_event", Date.now());
+  }
+
+  /** Re-derives the current state from the forward extremities (after a past event's state was corrected). */
+  refreshCurrentState(): void {
+    const groups = this.forwardExtremities().map((e) => this.events.statusByNid(e).state_after);
+    this.setCurrentState(this.resolveGroups(groups.length ? groups : [this.currentStateGroup]));
+  }
+
+  /**
+   * Re-places an event among the forward extremities after its rejection status changed: an accepted event with
+   * no accepted children is an extremity; a rejected one is not, and its prev events may be extremities again.
+   */
+  replaceInExtremities(nid: number): void {
+    const row = this.events.statusByNid(nid);
+    const hasAcceptedChild = (eventId: string) =>
+      this.sql.exec(
+        `SELECT 1 FROM prev_edges p JOIN events e ON e.nid = p.event_nid
+         WHERE p.prev_id = ? AND e.outlier = 0 AND e.rejected IS NULL AND e.soft_failed = 0 LIMIT 1`,
+        eventId,
+      ).toArray().length > 0;
+    const prevNids = this.sql
+      .exec<{ nid: number }>("SELECT e.nid FROM prev_edges p JOIN events e ON e.event_id = p.prev_id WHERE p.event_nid = ?", nid)
+      .toArray().map((r) => r.nid);
+    if (row.rejected === null && row.soft_failed === 0) {
+      for (const p of prevNids) this.sql.exec("DELETE FROM forward_extremities WHERE event_nid = ?", p);
+      if (!hasAcceptedChild(row.event_id)) this.sql.exec("INSERT OR IGNORE INTO forward_extremities (event_nid) VALUES (?)", nid);
+    } else {
+      this.sql.exec("DELETE FROM forward_extremities WHERE event_nid = ?", nid);
+      for (const p of prevNids) {
+        const prev = this.events.statusByNid(p);
+        if (prev.outlier === 0 && prev.rejected === null && prev.soft_failed === 0 && !hasAcceptedChild(prev.event_id)) {
+          this.sql.exec("INSERT OR IGNORE INTO forward_extremities (event_nid) VALUES (?)", p);
+        }
+      }
+    }
+  }
+
+  /** Announces the room's current position to every local user with a relationship to the room. */
+  notifyLocalMembers(): void {
+    const position = this.streamPosition;
+    for (const { user_id } of this.sql
+      .exec<{ user_id: string }>("SELECT user_id FROM members WHERE server = ? AND membership IN ('join', 'invite', 'knock')", this.deps.serverName)
+      .toArray()) {
+      this.deps.outbox.add("user", user_id, position);
+    }
+  }
+
+  /** Checks an event against a state (and only that): the authorization rules, with this room's options. */
+  checkAuthAgainst(event: AuthEvent, state: NidStateMap): ReturnType<typeof checkEventAuth> {
+    return checkEventAuth(event, this.lookupIn(state), this.version, this.authOptions());
   }
 
   forwardExtremities(): number[] {
