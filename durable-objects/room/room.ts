@@ -66,6 +66,12 @@ export interface AcceptOptions {
   prevStates?: ReadonlyMap<string, readonly string[]>;
   /** The stand-in states are partial (a faster join's state): the event is accepted with partial state. */
   partialState?: boolean;
+  /**
+   * Federation backfill: a past event placed in the DAG. It takes a negative stream ordering (below every other
+   * event, so incremental syncs never report it as new), is not soft-failed, and changes neither the forward
+   * extremities nor the current state, nor notifies anyone.
+   */
+  historical?: boolean;
 }
 
 /** A lookup that falls back to `events` (by type and state key) where `lookup` has nothing. */
@@ -156,6 +162,11 @@ export class Room {
   /** The highest stream position used so far (0 for an empty room). */
   get streamPosition(): number {
     return this.sql.exec<{ p: number | null }>("SELECT max(stream_ordering) AS p FROM events").one().p ?? 0;
+  }
+
+  /** Federation backfill: the next position below every event held (negative; see AcceptOptions.historical). */
+  historicalPosition(): number {
+    return Math.min(0, this.sql.exec<{ p: number | null }>("SELECT min(stream_ordering) AS p FROM events").one().p ?? 0) - 1;
   }
 
   get currentStateGroup(): number | null {
@@ -291,11 +302,14 @@ export class Room {
     }
     // No soft-failing while the room has partial state: the current state cannot be trusted to judge.
     let softFailed = false;
-    if (rejected === null && !opts.local && this.meta("partial_state") === undefined) {
+    if (rejected === null && !opts.local && !opts.historical && this.meta("partial_state") === undefined) {
       const result = checkEventAuth(authEvent, this.lookupIn(this.currentState()), version, this.authOptions());
       softFailed = !result.allowed;
     }
-    return this.commit(eventId, pdu, { stateBefore, rejected, softFailed, partialState: prevs.partialState, replacesOutlier: existing });
+    return this.commit(eventId, pdu, {
+      stateBefore, rejected, softFailed, partialState: prevs.partialState, replacesOutlier: existing,
+      historical: opts.historical === true, // federation backfill
+    });
   }
 
   /**
@@ -384,13 +398,16 @@ export class Room {
   private commit(
     eventId: string,
     pdu: PDU,
-    d: { stateBefore: number | null; rejected: string | null; softFailed: boolean; partialState: boolean; replacesOutlier?: EventStatus | undefined },
+    d: {
+      stateBefore: number | null; rejected: string | null; softFailed: boolean; partialState: boolean; replacesOutlier?: EventStatus | undefined;
+      historical?: boolean; // federation backfill: see AcceptOptions.historical
+    },
   ): Outcome {
     const accepted = d.rejected === null && !d.softFailed;
     const isState = isStateEvent(pdu);
     let stateAfter = d.stateBefore;
     let nid: number;
-    const streamOrdering = accepted ? this.streamPosition + 1 : null;
+    const streamOrdering = accepted ? (d.historical ? this.historicalPosition() : this.streamPosition + 1) : null;
     if (d.replacesOutlier) {
       nid = d.replacesOutlier.nid;
       this.sql.exec(
@@ -414,6 +431,11 @@ export class Room {
 
     if (d.rejected !== null) return { status: "rejected", event_id: eventId, reason: d.rejected };
     if (d.softFailed) return { status: "soft_failed", event_id: eventId };
+    // Federation backfill: history changes neither the extremities nor the current state, and notifies nobody.
+    if (d.historical) {
+      this.applyRedactions(nid, pdu);
+      return { status: "accepted", event_id: eventId, stream_ordering: streamOrdering! };
+    }
 
     this.updateExtremities(nid, eventRefIds(pdu.prev_events));
     this.applyRedactions(nid, pdu);
