@@ -711,6 +711,19 @@ export class RoomDO extends DurableObject<Env> {
     return outcome;
   }
 
+  /**
+   * As resident, right after accepting a remote server's join (send_join): if the room now has more than one
+   * forward extremity — an event arrived between its make_join and send_join that the join does not descend
+   * from — merge them at once with a dummy event. It goes to every server in the room, the joiner included,
+   * which then fetches the event it would otherwise never see as a missing prev event.
+   */
+  async mergeExtremitiesAfterJoin(): Promise<string | null> {
+    if (!this.room.exists || this.room.forwardExtremities().length <= 1) return null;
+    const id = this.transact(() => this.room.sendDummyEvent()) ?? null;
+    void this.outbox.drain();
+    return id;
+  }
+
   /** The room row and progress while partial (admin view, logs); null when fully stated. */
   async partialStateInfo(): Promise<(PartialStateInfo & { events_left: number }) | null> {
     const info = this.room.exists ? this.partial.info : undefined;
