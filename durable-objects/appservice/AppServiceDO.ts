@@ -154,6 +154,22 @@ export class AppServiceDO extends DurableObject<Env> {
     };
   }
 
+  /**
+   * The appservice proved it is reachable (a successful ping through the client API): a DOWN appservice retries
+   * now instead of at the end of its backoff. Returns the state before.
+   */
+  async reachable(asId: string): Promise<"up" | "down"> {
+    const was = this.ctx.storage.transactionSync(() => {
+      this.setMeta("as_id", asId);
+      const st = this.state();
+      if (st.down) this.setState({ down: true, backoff: st.backoff, retryAt: 0 });
+      this.arm();
+      return st.down ? ("down" as const) : ("up" as const);
+    });
+    if (was === "down") this.kick();
+    return was;
+  }
+
   /** Runs the sender now (admin, tests) and waits for it. */
   async flush(): Promise<AppServiceStatus> {
     await this.pump();

@@ -256,6 +256,25 @@ describe("faults: backoff, retries with the original id, recovery", () => {
     expect(delivered).toHaveLength(1);
   });
 
+  it("a successful ping through the client API makes a DOWN appservice retry at once", async () => {
+    const id = "faulty";
+    const bot = asSender(id);
+    const roomId = await newRoom(bot);
+    await eventually(async () => expect((await flush(id)).rooms_behind).toBe(0));
+    fake.fail(id, 1);
+    const msg = await sendText(bot, roomId, "pinged back");
+    const down = await eventually(async () => {
+      const s = await flush(id);
+      expect(s.state).toBe("down");
+      return s;
+    });
+    expect(down.next_retry_ts).toBeGreaterThan(Date.now());
+    fake.routes["POST faulty.as.test/_matrix/app/v1/ping"] = () => Response.json({});
+    await call("POST", `/_matrix/client/v1/appservice/${id}/ping`, { user: bot, body: {} });
+    await eventually(async () => expect((await flush(id)).state).toBe("up"));
+    expect(fake.events(id).filter((e) => e.event_id === msg)).toHaveLength(1);
+  });
+
   it("an UP appservice with work pending keeps a safety alarm, so an eviction mid-delivery resumes", async () => {
     const id = "faulty";
     const bot = asSender(id);

@@ -5,6 +5,9 @@
  * Only the appservice itself may ask (its as_token, the same id in the path): otherwise 403 M_FORBIDDEN. No URL
  * registered: 400 M_URL_NOT_SET. The appservice answering non-2xx: 502 M_BAD_STATUS with `status` and `body`;
  * no connection: 502 M_CONNECTION_FAILED; no answer in time: 504 M_CONNECTION_TIMEOUT.
+ *
+ * A successful ping also tells the appservice's AppServiceDO that it is reachable: if delivery was DOWN, the
+ * oldest stored transaction is retried at once instead of at the end of the backoff (bridges ping on start).
  */
 import { Hono } from "hono";
 import type { AppEnv } from "../../http/app";
@@ -45,5 +48,8 @@ appservicePingRoutes.post("/appservice/:appserviceId/ping", requireAuth, async (
     throw error(502, "M_CONNECTION_FAILED", "Connection to application service failed");
   }
   if (!res.ok) throw error(502, "M_BAD_STATUS", `Ping returned status ${res.status}`, { status: res.status, body: res.text });
-  return c.json({ duration_ms: Date.now() - started });
+  const duration = Date.now() - started;
+  // It is reachable: if its delivery is DOWN, retry now rather than at the end of the backoff.
+  await c.env.APPSERVICES.get(c.env.APPSERVICES.idFromName(as.id)).reachable(as.id);
+  return c.json({ duration_ms: duration });
 });
