@@ -66,7 +66,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
     aliasPrefix: "_e2e_",
   };
   const axon = (await startAxon({
-    vars: { SERVER_NAME: E2E_SERVER_NAME, APPSERVICE_REGISTRATIONS: registrationYaml(appservice, E2E_SERVER_NAME) },
+    vars: {
+      SERVER_NAME: E2E_SERVER_NAME,
+      APPSERVICE_REGISTRATIONS: registrationYaml(appservice, E2E_SERVER_NAME),
+      // Client e2e tests (matrix-js-sdk, matrix-nio) register and log in several users from one loopback IP;
+      // the per-IP defaults (3 registrations, 5 logins) would make them wait minutes. Per-account limits stay.
+      RATE_LIMITS: JSON.stringify({ registration: null, login_address: null, login_account: null }),
+    },
   })) as { baseUrl: string; dispose(): Promise<void> };
   project.provide("axonBaseUrl", axon.baseUrl);
   project.provide("axonServerName", E2E_SERVER_NAME);
