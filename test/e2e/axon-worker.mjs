@@ -30,16 +30,17 @@ export function freePort() {
 
 /**
  * Starts the Worker. Options: `vars` (name → string), `persistDir` (default: a new temporary folder, removed by
- * dispose). Returns `{ url, baseUrl, persistDir, dispose() }`; `baseUrl` has no trailing slash.
+ * dispose), `config` (a wrangler config relative to the repository root; default `wrangler.toml`, the real app).
+ * Returns `{ url, baseUrl, persistDir, dispose() }`; `baseUrl` has no trailing slash.
  */
-export async function startAxon({ vars = {}, persistDir } = {}) {
+export async function startAxon({ vars = {}, persistDir, config = "wrangler.toml" } = {}) {
   process.env.CLOUDFLARE_CF_FETCH_ENABLED = "false";
   process.env.WRANGLER_SEND_METRICS = "false";
   process.env.WRANGLER_LOG ??= "warn";
   const ownDir = persistDir === undefined;
   const dir = persistDir ?? mkdtempSync(join(tmpdir(), "axon-e2e-"));
   const wranglerBin = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
-  const migrate = spawnSync(process.execPath, [wranglerBin, "d1", "migrations", "apply", "DB", "--local", "--persist-to", dir], {
+  const migrate = spawnSync(process.execPath, [wranglerBin, "d1", "migrations", "apply", "DB", "--local", "--persist-to", dir, "-c", config], {
     cwd: ROOT,
     env: { ...process.env, CI: "true" },
     encoding: "utf8",
@@ -51,7 +52,7 @@ export async function startAxon({ vars = {}, persistDir } = {}) {
   const { unstable_startWorker } = await import("wrangler");
   const bindings = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, { type: "plain_text", value: String(v) }]));
   const worker = await unstable_startWorker({
-    config: join(ROOT, "wrangler.toml"),
+    config: join(ROOT, config),
     bindings,
     dev: { server: { hostname: "127.0.0.1", port: 0 }, inspector: false, watch: false, persist: dir },
   });
