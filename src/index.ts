@@ -8,6 +8,7 @@ import { federationVersion } from "./routes/federation/version";
 import { serverKeys } from "./routes/keys/server";
 // --- federation (docs/federation.md) ---
 import { mountFederationApi } from "./routes/federation";
+import "./federation/hooks"; // remote joins/invites/leaves, remote aliases and profiles, outbound typing/receipt EDUs
 import { keyQuery } from "./routes/keys/query";
 import { synapseAdmin } from "./routes/synapse-admin";
 // --- application services (docs/appservices.md) ---

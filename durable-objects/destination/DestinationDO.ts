@@ -16,6 +16,8 @@ import type { Env } from "../../src/env";
 import { FederationClient, FederationRequestError, seg } from "../../src/federation/client";
 import { getConfig } from "../../src/config";
 import { migrate } from "./schema";
+// Federation E2EE: the device lists of this server's users that we track (device-cache.ts)
+import { RemoteDeviceCache, type CachedDeviceList, type DeviceListUpdateResult } from "./device-cache";
 
 /** An EDU to send; `content` is its JSON content as a string. */
 export interface OutboundEdu {
@@ -125,6 +127,39 @@ export class DestinationDO extends DurableObject<Env> {
       if (count > MAX_QUEUED_EDUS) this.dropEdus(count - MAX_QUEUED_EDUS);
     });
     this.kick();
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Device lists of this server's users that we track (device-cache.ts; src/federation/remote-keys.ts)
+
+  private deviceCache?: RemoteDeviceCache;
+  private get devices(): RemoteDeviceCache {
+    return (this.deviceCache ??= new RemoteDeviceCache(this.sql));
+  }
+
+  /** The cached device lists of those of `userIds` that are tracked (JSON: user ID → CachedDeviceList). */
+  async cachedDeviceLists(userIds: string[]): Promise<string> {
+    return JSON.stringify(this.devices.get(userIds));
+  }
+
+  /** Stores (or replaces) a user's device list, fetched with `/user/devices` (JSON of a CachedDeviceList). */
+  async storeDeviceList(userId: string, listJson: string): Promise<void> {
+    this.ctx.storage.transactionSync(() => this.devices.put(userId, JSON.parse(listJson) as CachedDeviceList));
+  }
+
+  /** Applies an `m.device_list_update` EDU (its content as JSON). */
+  async deviceListUpdate(userId: string, contentJson: string): Promise<DeviceListUpdateResult> {
+    return this.ctx.storage.transactionSync(() => this.devices.deviceListUpdate(userId, JSON.parse(contentJson) as Record<string, unknown>));
+  }
+
+  /** Applies an `m.signing_key_update` EDU (its content as JSON); false when the user is not tracked. */
+  async signingKeyUpdate(userId: string, contentJson: string): Promise<boolean> {
+    return this.ctx.storage.transactionSync(() => this.devices.signingKeyUpdate(userId, JSON.parse(contentJson) as Record<string, unknown>));
+  }
+
+  /** Stops tracking users (no local user shares a room with them any more). */
+  async forgetDeviceLists(userIds: string[]): Promise<void> {
+    this.ctx.storage.transactionSync(() => this.devices.forget(userIds));
   }
 
   // ---------------------------------------------------------------------------------------------------------

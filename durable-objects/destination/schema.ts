@@ -51,6 +51,18 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX inbound_finished ON inbound(finished_ts);
   `,
+  /* v2 (federation E2EE): device lists of this server's users that we track (device-cache.ts) */ `
+  -- One row per remote user whose device list we follow (we share a room): what /user/devices said, updated by
+  -- m.device_list_update and m.signing_key_update EDUs. stream_id: the remote's position of the last change applied.
+  CREATE TABLE remote_device_lists (
+    user_id           TEXT PRIMARY KEY,
+    stream_id         INTEGER NOT NULL,
+    devices           TEXT NOT NULL,      -- JSON {device_id: {keys?, device_display_name?}}
+    master_key        TEXT,               -- JSON, or NULL
+    self_signing_key  TEXT,               -- JSON, or NULL
+    updated_ts        INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
 
 /** Applies pending migrations. Call inside blockConcurrencyWhile; runs in one transaction. */

@@ -9,7 +9,7 @@ import type { Env } from "../../src/env";
 import { getConfig } from "../../src/config";
 import { getServerKeys } from "../../src/server-keys";
 import type { SigningKey } from "../../src/protocol/signing";
-import type { PDU } from "../../src/protocol/events";
+import type { JsonObject, PDU } from "../../src/protocol/events";
 import { roomVersion } from "../../src/protocol/room-versions";
 import { migrate } from "./schema";
 import { Outbox, Timers, type Consumer, type Deliver } from "./outbox";
@@ -25,6 +25,12 @@ import { SyncView, type SyncRoomRequest } from "./sync-view";
 import type { OutlierOutcome } from "./room";
 import { toFederationPdu } from "../../src/protocol/event-id";
 import { serverNameOf } from "../../src/protocol/identifiers";
+// --- federation: serving room data, membership handshakes, remote joins, backfill (see "Federation: serving" below) ---
+import { FederationRoom, isFedError, fedError, fedAnswer, type FedAnswer } from "./federation-room";
+import { eventRefIds } from "../../src/protocol/events";
+import { computeEventId } from "../../src/protocol/event-id";
+import { toAuthEvent } from "./event-store";
+import { serverAllowedByAcl } from "../../src/federation/acl";
 // --- client-server room endpoints (rooms engineer; see the block at the end of the class) ---
 import {
   ClientChecks, RoomQueries, runClientRead,
@@ -64,6 +70,20 @@ const resyncBackoffMs = (failures: number) => Math.min(60_000, 1000 * 2 ** Math.
 class PartialJoinFailed extends Error {
   constructor(readonly outcome: Outcome) {
     super(`partial join not accepted: ${outcome.status}`);
+  }
+}
+
+/** Federation: an out-of-band membership event as `fedRemoteInfo` reports it (`io.axon.resident`: where a knock went). */
+function outOfBandSummary(oob: { event_id: string; membership: string; json: string }) {
+  const pdu = JSON.parse(oob.json) as PDU;
+  const resident = (pdu.unsigned as JsonObject | undefined)?.["io.axon.resident"];
+  return { event_id: oob.event_id, membership: oob.membership, sender: pdu.sender, resident: typeof resident === "string" ? resident : null };
+}
+
+/** Federation: thrown inside a remote join's transaction to roll it back with the join's outcome. */
+class RemoteJoinFailed extends Error {
+  constructor(readonly outcome: Outcome) {
+    super(`remote join not accepted: ${outcome.status}`);
   }
 }
 
@@ -136,6 +156,7 @@ export class RoomDO extends DurableObject<Env> {
     ctx.blockConcurrencyWhile(async () => {
       migrate(ctx.storage);
       this.appservices.migrate(); // its own table, created if missing (no RoomDO schema version taken)
+      this.federation.migrate(); // federation: its own tables, created if missing (federation-room.ts)
       this.signingKey = (await getServerKeys(env)).current;
     });
   }
@@ -409,7 +430,9 @@ export class RoomDO extends DurableObject<Env> {
 
   /** What the Worker needs to know before acting for `userId`; null when this server does not hold the room. */
   async clientInfo(userId: string): Promise<ClientRoomInfo | null> {
-    return this.room.exists ? this.checks.info(userId) : null;
+    // Federation: a room known only from out-of-band memberships (a remote invite, a rejected one) has no state
+    // here; this server is not resident, so joins, knocks and leaves go over federation.
+    return this.room.exists && this.room.currentStateGroup !== null ? this.checks.info(userId) : null;
   }
 
   /** Sends a client's event after the client-API checks; see ClientChecks.precheck. */
@@ -568,7 +591,8 @@ export class RoomDO extends DurableObject<Env> {
       return false;
     };
     const isFor = (r: Row): boolean =>
-      serverNameOf(r.sender) === ours &&
+      // Ours, or a remote event we accepted as resident (send_join and friends) and pass on.
+      (serverNameOf(r.sender) === ours || this.federation.isForwarded(r.stream_ordering)) &&
       (listed ||
         (r.type === "m.room.member" && r.state_key !== null && r.state_key.endsWith(suffix)) ||
         joinedIn(r.state_before) ||
@@ -652,6 +676,310 @@ export class RoomDO extends DurableObject<Env> {
     return outcome;
   }
   // ===== end of the federation block =====
+
+  // =========================================================================================================
+  // Federation: serving room data to other servers and the membership handshakes (federation-room.ts; the
+  // Worker side is src/routes/federation/* and src/federation/{join,leave,invite,backfill}.ts). Reads answer
+  // `{status, body}` (FedAnswer); every write is one transaction.
+  // =========================================================================================================
+
+  private fedRoom: FederationRoom | undefined;
+  private get federation(): FederationRoom {
+    return (this.fedRoom ??= new FederationRoom(this.room, this.ctx.storage.sql, this.outbox, getConfig(this.env).serverName));
+  }
+
+  /** Room-scoped read access of `server` (404 unknown room, 403 ACL or not in the room). */
+  private fedAccess(server: string, requireJoined = true): FedAnswer | undefined {
+    const problem = this.federation.accessProblem(server, requireJoined);
+    return problem ? fedAnswer(problem) : undefined;
+  }
+
+  /** `GET /event/{eventId}` (the PDU, redacted if `server` may not see it). */
+  async fedEvent(server: string, eventId: string): Promise<FedAnswer> {
+    const denied = this.fedAccess(server);
+    if (denied) return denied;
+    const pdu = this.federation.event(server, eventId);
+    if (isFedError(pdu)) return fedAnswer(pdu);
+    return fedAnswer({ origin: getConfig(this.env).serverName, origin_server_ts: Date.now(), pdus: [pdu] });
+  }
+
+  /** `GET /state_ids/{roomId}?event_id=` */
+  async fedStateIds(server: string, eventId: string): Promise<FedAnswer> {
+    return this.fedAccess(server) ?? fedAnswer(this.federation.stateIds(eventId));
+  }
+
+  /** `GET /state/{roomId}?event_id=` */
+  async fedState(server: string, eventId: string): Promise<FedAnswer> {
+    return this.fedAccess(server) ?? fedAnswer(this.federation.stateJson(eventId));
+  }
+
+  /** `GET /event_auth/{roomId}/{eventId}` */
+  async fedEventAuth(server: string, eventId: string): Promise<FedAnswer> {
+    const denied = this.fedAccess(server);
+    if (denied) return denied;
+    const chain = this.federation.eventAuth(eventId);
+    return fedAnswer(isFedError(chain) ? chain : { auth_chain: chain });
+  }
+
+  /** `GET /backfill/{roomId}?v=&limit=` */
+  async fedBackfill(server: string, from: string[], limit: number): Promise<FedAnswer> {
+    const denied = this.fedAccess(server);
+    if (denied) return denied;
+    const pdus = this.federation.backfill(server, from, limit);
+    return fedAnswer({ origin: getConfig(this.env).serverName, origin_server_ts: Date.now(), pdus });
+  }
+
+  /** `POST /get_missing_events/{roomId}` */
+  async fedMissingEvents(server: string, earliest: string[], latest: string[], limit: number, minDepth: number): Promise<FedAnswer> {
+    return this.fedAccess(server) ?? fedAnswer({ events: this.federation.missingEvents(server, earliest, latest, limit, minDepth) });
+  }
+
+  /** `GET /timestamp_to_event/{roomId}?ts=&dir=` */
+  async fedTimestampToEvent(server: string, ts: number, dir: "f" | "b"): Promise<FedAnswer> {
+    return this.fedAccess(server) ?? fedAnswer(this.federation.timestampToEvent(server, ts, dir));
+  }
+
+  /**
+   * What the Worker checks before handing out a join template: whether we can act as resident, the ACL, the
+   * room version, the join rule (restricted: the rooms whose members may join) and the user's membership.
+   */
+  async fedJoinInfo(server: string, userId: string): Promise<
+    | { ok: true; room_version: string; join_rule: string; allow_rooms: string[]; membership: string; authoriser: string | null }
+    | { ok: false; answer: FedAnswer }
+  > {
+    const problem = this.federation.residentProblem() ?? this.federation.accessProblem(server, false);
+    if (problem) return { ok: false, answer: fedAnswer(problem) };
+    const rules = this.federation.joinRules();
+    return {
+      ok: true,
+      room_version: this.room.version.id,
+      ...rules,
+      membership: this.federation.membershipOf(userId),
+      authoriser: this.federation.restrictedAuthoriser() ?? null,
+    };
+  }
+
+  /** Whether `userId` is joined here now (restricted joins: membership of an allowed room). */
+  async fedIsJoined(userId: string): Promise<boolean> {
+    return this.room.exists && this.federation.membershipOf(userId) === "join";
+  }
+
+  /**
+   * make_join / make_leave / make_knock: an unsigned template of `userId`'s membership event, checked against
+   * the current state. `versions`: the room versions the asking server supports (null: any).
+   */
+  async fedMakeMembership(server: string, userId: string, membership: "join" | "leave" | "knock", versions: string[] | null, authoriser: string | null): Promise<FedAnswer> {
+    const problem = this.federation.residentProblem() ?? this.federation.accessProblem(server, false);
+    if (problem) return fedAnswer(problem);
+    if (versions && !versions.includes(this.room.version.id)) {
+      return fedAnswer(fedError(400, "M_INCOMPATIBLE_ROOM_VERSION", `Your server does not support room version ${this.room.version.id}`, { room_version: this.room.version.id }));
+    }
+    if (membership === "knock" && !this.room.version.knocking) {
+      return fedAnswer(fedError(400, "M_FORBIDDEN", `Room version ${this.room.version.id} does not support knocking`));
+    }
+    return fedAnswer(this.transact(() => this.federation.membershipTemplate(userId, membership, authoriser ?? undefined)));
+  }
+
+  /**
+   * send_join / send_leave / send_knock as resident: accepts `origin`'s membership event (its signatures and
+   * hash checked by the Worker, ours added there for a restricted join) and passes it on to the room's other
+   * servers. Answers with the send_join state, the knock's stripped state, or `{}`.
+   */
+  async fedSendMembership(origin: string, pduJson: string, membership: "join" | "leave" | "knock", signedByUs: boolean): Promise<FedAnswer> {
+    const problem = this.federation.residentProblem() ?? this.federation.accessProblem(origin, false);
+    if (problem) return fedAnswer(problem);
+    const pdu = JSON.parse(pduJson) as PDU;
+    let outcome: Outcome;
+    try {
+      outcome = this.transact(() => {
+        const r = this.room.accept(pdu);
+        if (r.status === "accepted") this.federation.forward(r.stream_ordering, origin);
+        return r;
+      });
+    } catch (e) {
+      return fedAnswer(fedError(400, "M_BAD_JSON", `Could not accept the event: ${String((e as Error).message ?? e)}`));
+    }
+    void this.outbox.drain();
+    switch (outcome.status) {
+      case "accepted":
+      case "duplicate":
+        break;
+      case "soft_failed":
+      case "rejected":
+        return fedAnswer(fedError(403, "M_FORBIDDEN", `The ${membership} event was not allowed: ${"reason" in outcome ? outcome.reason : "it fails the current state"}`));
+      case "missing_prevs":
+        return fedAnswer(fedError(400, "M_BAD_JSON", `Unknown prev events ${outcome.missing.join(", ")}: use a template from this server`));
+      default:
+        return fedAnswer(fedError(400, "M_BAD_JSON", `Invalid event: ${JSON.stringify(outcome)}`));
+    }
+    // The joiner's users now count in the directory (room_members), which is also how /event finds the room.
+    await this.syncDirectory().catch((e: unknown) => console.warn(`room: directory sync failed: ${String((e as Error)?.message ?? e)}`));
+    if (membership === "knock") return fedAnswer({ knock_room_state: this.federation.strippedStatePdus() });
+    if (membership === "leave") return fedAnswer({});
+    const eventId = computeEventId(pdu, this.room.version);
+    // Something arrived between make_join and send_join that the join does not descend from: merge at once.
+    await this.mergeExtremitiesAfterJoin();
+    return fedAnswer(this.federation.sendJoinAnswerJson(eventId, signedByUs ? { event: this.federation.pduOf(pduJson) } : {}));
+  }
+
+  /**
+   * Stores an out-of-band membership event (a remote invite; our own leave or knock made through another server)
+   * for a room this server does not follow, creating the room's record if needed. The local user's sync stream
+   * hears of it before this returns. `unsignedJson`: `{invite_room_state}` / `{knock_room_state}` (stripped).
+   */
+  async fedStoreOutOfBand(roomId: string, versionId: string, pduJson: string, unsignedJson: string): Promise<{ event_id: string } | { error: string }> {
+    const version = roomVersion(versionId);
+    if (!version) return { error: `unknown room version ${versionId}` };
+    const pdu = JSON.parse(pduJson) as PDU;
+    const eventId = computeEventId(pdu, version);
+    const result = this.transact(() => {
+      if (!this.room.exists) this.room.initialise(roomId, version);
+      else if (this.room.version.id !== version.id) return { error: `room ${roomId} has version ${this.room.version.id}, not ${version.id}` };
+      return this.federation.storeOutOfBand(pdu, eventId, JSON.parse(unsignedJson) as JsonObject);
+    });
+    if ("error" in result) return result;
+    if (typeof pdu.state_key === "string" && serverNameOf(pdu.state_key) === getConfig(this.env).serverName) {
+      await this.outbox.deliverNow("user", pdu.state_key);
+    }
+    void this.outbox.drain();
+    return { event_id: result.event_id };
+  }
+
+  /**
+   * What this server knows of a room it may not be in, for a local user's remote membership change: the room
+   * version, whether local users are joined, the servers in its (possibly stale) state, and the user's newest
+   * out-of-band membership event (its sender's server is where an invite came from).
+   */
+  async fedRemoteInfo(userId: string): Promise<{
+    exists: boolean; room_version: string | null; local_joined: number; servers: string[];
+    out_of_band: { event_id: string; membership: string; sender: string; resident: string | null } | null;
+  }> {
+    if (!this.room.exists) return { exists: false, room_version: null, local_joined: 0, servers: [], out_of_band: null };
+    const oob = this.federation.outOfBandMembership(userId);
+    return {
+      exists: true,
+      room_version: this.room.version.id,
+      local_joined: this.federation.localJoined(),
+      servers: this.queries.joinedServers(getConfig(this.env).serverName),
+      out_of_band: oob ? outOfBandSummary(oob) : null,
+    };
+  }
+
+  /** The user's newest out-of-band membership event as stored (JSON), or "null". */
+  async fedOutOfBandJson(userId: string): Promise<string> {
+    return this.room.exists ? (this.federation.outOfBandMembership(userId)?.json ?? "null") : "null";
+  }
+
+  /**
+   * Persists a local user's join made through a resident server (a full send_join answer, checked by the
+   * Worker): the room's identity, the auth chain and state as outliers (auth events first), then the join on top
+   * of that state — one transaction. The join becomes the only forward extremity; its unknown prev events are
+   * where backfill starts. The joiner's sync stream hears of it before this returns.
+   */
+  async fedPersistRemoteJoin(roomId: string, versionId: string, outliersJson: string[], stateIds: string[], joinJson: string): Promise<Outcome> {
+    const version = roomVersion(versionId);
+    if (!version) return { status: "invalid", reason: `unknown room version ${versionId}` };
+    const pdu = JSON.parse(joinJson) as PDU;
+    let outcome: Outcome;
+    try {
+      outcome = this.transact(() => {
+        if (!this.room.exists) this.room.initialise(roomId, version);
+        else if (this.room.version.id !== version.id) throw new RemoteJoinFailed({ status: "invalid", reason: `room version mismatch` });
+        for (const json of outliersJson) this.room.storeOutlier(JSON.parse(json) as PDU);
+        // Only what could be stored counts as state (events failing their own auth events are left out).
+        const held = stateIds.filter((id) => this.room.events.nidOf(id) !== undefined);
+        this.federation.beforeRemoteJoin();
+        const prevStates = new Map(eventRefIds(pdu.prev_events).map((p) => [p, held] as const));
+        const r = this.room.accept(pdu, { local: true, prevStates });
+        if (r.status !== "accepted" && r.status !== "duplicate") throw new RemoteJoinFailed(r);
+        this.federation.afterRemoteJoin(pdu);
+        return r;
+      });
+    } catch (e) {
+      if (e instanceof RemoteJoinFailed) return e.outcome;
+      throw e;
+    }
+    await this.afterCommit(pdu.sender);
+    return outcome;
+  }
+
+  /**
+   * Builds and signs a local event without persisting it (an invite for a user of another server, who must
+   * co-sign it first). Checked against the current state. JSON of the PDU, or the refusal.
+   */
+  async fedBuildLocal(template: EventTemplate): Promise<{ ok: true; pdu: string } | { ok: false; errcode: string; error: string }> {
+    if (!this.room.exists) return { ok: false, errcode: "M_NOT_FOUND", error: "Unknown room" };
+    return this.transact(() => {
+      const pdu = this.room.buildLocal(template);
+      const check = this.room.checkAuthAgainst(toAuthEvent(computeEventId(pdu, this.room.version), pdu, this.room.version), this.room.currentState());
+      if (!check.allowed) return { ok: false as const, errcode: "M_FORBIDDEN", error: check.reason };
+      return { ok: true as const, pdu: JSON.stringify(pdu) };
+    });
+  }
+
+  /** Stripped state for an invite or knock as PDUs (JSON array): create, join rules, name … and `memberOf`'s member event. */
+  async fedStrippedState(memberOf: string | null): Promise<string> {
+    return JSON.stringify(this.room.exists ? this.federation.strippedStatePdus(memberOf ?? undefined) : []);
+  }
+
+  /** Persists a local event built with `fedBuildLocal` (e.g. the invite, now co-signed). Read-your-writes for its sender. */
+  async fedAcceptLocal(pduJson: string): Promise<SendResult> {
+    if (!this.room.exists) return { ok: false, errcode: "M_NOT_FOUND", error: "Unknown room" };
+    const pdu = JSON.parse(pduJson) as PDU;
+    const outcome = this.transact(() => this.room.accept(pdu, { local: true }));
+    if (outcome.status === "duplicate") return { ok: true, event_id: outcome.event_id, stream_ordering: this.room.events.statusById(outcome.event_id)?.stream_ordering ?? 0 };
+    if (outcome.status !== "accepted") return { ok: false, errcode: "M_FORBIDDEN", error: "reason" in outcome ? outcome.reason : outcome.status };
+    await this.afterCommit(pdu.sender);
+    return { ok: true, event_id: outcome.event_id, stream_ordering: outcome.stream_ordering };
+  }
+
+  /**
+   * Backfill: places a past event (checked by the Worker) in the DAG without making it new — see
+   * `AcceptOptions.historical`. `prevStates` stand in for prev events that could not be fetched.
+   */
+  async fedReceiveHistorical(pduJson: string, prevStates: [string, string[]][]): Promise<Outcome> {
+    if (!this.room.exists) return { status: "invalid", reason: "room not known here" };
+    const pdu = JSON.parse(pduJson) as PDU;
+    try {
+      return this.transact(() => {
+        const r = this.room.accept(pdu, { historical: true, prevStates: new Map(prevStates) });
+        if (r.status === "accepted" && prevStates.length > 0) this.federation.recordBackwardExtremities(pdu);
+        return r;
+      });
+    } catch (e) {
+      return { status: "invalid", reason: String((e as Error).message ?? e) };
+    }
+  }
+
+  /**
+   * Where `/messages` going back from `from` (a room token; the live end when null) would run out of local
+   * history within `limit` events: the backward extremities to backfill from, and the servers to ask. Null
+   * when there is enough history here (or nowhere to ask).
+   */
+  async fedBackfillPoint(from: string | null, limit: number): Promise<{ extremities: string[]; servers: string[] } | null> {
+    if (!this.room.exists || this.room.currentStateGroup === null) return null;
+    const cut = from === null ? this.queries.endPosition() : this.queries.resolveToken(from);
+    if (!cut) return null;
+    const extremities = this.federation.backwardExtremities(cut.depth);
+    if (extremities.length === 0) return null;
+    if (this.federation.eventsDownTo(extremities[0]!.depth, cut, limit + 1) > limit) return null;
+    const ours = getConfig(this.env).serverName;
+    const servers = this.queries.joinedServers(ours).filter((s) => s !== ours);
+    if (servers.length === 0) return null;
+    return { extremities: extremities.slice(0, 5).map((e) => e.event_id), servers };
+  }
+  /**
+   * A room's entry for `/hierarchy` (spaces) as seen by `server`: its directory summary, its `m.space.child`
+   * events, the rooms a restricted join rule allows, and whether the server has users in it. JSON, or null when
+   * the room is not held here.
+   */
+  async fedHierarchyEntry(server: string): Promise<string | null> {
+    if (!this.room.exists || this.room.currentStateGroup === null) return null;
+    if (!serverAllowedByAcl(server, this.federation.acl())) return JSON.stringify({ denied: true });
+    const { children_state, server_member } = this.federation.spaceChildren(server);
+    return JSON.stringify({ stats: this.checks.directoryStats(), children_state, server_member, allow_rooms: this.federation.joinRules().allow_rooms });
+  }
+  // ===== end of the federation serving block =====
 
   // =========================================================================================================
   // Application services (src/appservices, durable-objects/appservice): what an AppServiceDO pulls.

@@ -93,16 +93,25 @@ export class SyncView {
    * only knows from an invite or knock over federation (an outlier) — from that event.
    */
   membershipOf(userId: string): string {
-    const row = this.sql.exec<{ membership: string }>("SELECT membership FROM members WHERE user_id = ?", userId).toArray()[0];
-    if (row) return row.membership;
-    return this.outlierMembership(userId)?.membership ?? "leave";
+    const row = this.sql
+      .exec<{ membership: string; s: number | null }>(
+        "SELECT m.membership, e.stream_ordering AS s FROM members m JOIN events e ON e.nid = m.event_nid WHERE m.user_id = ?",
+        userId,
+      )
+      .toArray()[0];
+    // Federation: an out-of-band membership (remote invite, or a leave/knock made through another server) newer
+    // than what the room's (possibly stale) state says wins.
+    const oob = this.outlierMembership(userId);
+    if (row && !(oob && oob.stream_ordering > (row.s ?? 0))) return row.membership;
+    return oob?.membership ?? "leave";
   }
 
-  private outlierMembership(userId: string): { membership: string; nid: number } | undefined {
+  /** The newest out-of-band membership event of a user: an outlier that carries a stream position (federation). */
+  private outlierMembership(userId: string): { membership: string; nid: number; stream_ordering: number } | undefined {
     return this.sql
-      .exec<{ membership: string; nid: number }>(
-        `SELECT membership, nid FROM events WHERE type = 'm.room.member' AND state_key = ? AND outlier = 1
-           AND rejected IS NULL AND membership IN ('invite', 'knock') ORDER BY nid DESC LIMIT 1`,
+      .exec<{ membership: string; nid: number; stream_ordering: number }>(
+        `SELECT membership, nid, stream_ordering FROM events WHERE type = 'm.room.member' AND state_key = ? AND outlier = 1
+           AND rejected IS NULL AND stream_ordering IS NOT NULL ORDER BY stream_ordering DESC LIMIT 1`,
         userId,
       )
       .toArray()[0];
@@ -138,7 +147,8 @@ export class SyncView {
     const current = this.sql
       .exec<{ membership: string; event_nid: number }>("SELECT membership, event_nid FROM members WHERE user_id = ?", req.userId)
       .toArray()[0];
-    const nid = current?.membership === membership ? current.event_nid : this.outlierMembership(req.userId)?.nid;
+    const oob = this.outlierMembership(req.userId);
+    const nid = oob?.membership === membership ? oob.nid : current?.membership === membership ? current.event_nid : undefined;
     if (nid === undefined) return null;
     const row = this.sql.exec<Row>(`SELECT ${COLUMNS} FROM events WHERE nid = ?`, nid).one();
     const pdu = JSON.parse(row.json) as PDU;

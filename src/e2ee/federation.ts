@@ -6,21 +6,19 @@
  *
  * Inbound, implemented (called from src/federation/edu-hooks.ts): `m.direct_to_device` messages land in the
  * recipient's UserDO inbox (deduplicated by sender and message ID); `m.device_list_update` and
- * `m.signing_key_update` mark the remote user as changed for every local user sharing a room with them (members
- * from the D1 room_members directory), so their clients refetch the keys. No remote key cache is kept.
+ * `m.signing_key_update` update the remote key cache (src/federation/remote-keys.ts) and mark the remote user as
+ * changed for every local user sharing a room with them (members from the D1 room_members directory), so their
+ * clients refetch the keys.
  *
- * FEDERATION HOOKS still to implement (they report the server as unreachable, which the client API shows in
- * `failures`; sendDeviceListUpdate does nothing):
- * - `queryRemoteKeys`: `POST /_matrix/federation/v1/user/keys/query` to `server` with `{device_keys}`; return
- *   its `device_keys`, `master_keys`, `self_signing_keys` (check that the user IDs belong to that server).
- * - `claimRemoteKeys`: `POST /_matrix/federation/v1/user/keys/claim` with `{one_time_keys}`.
- * - `sendDeviceListUpdate`: `m.device_list_update` EDUs (stream_id/prev_id per device, with the device keys or
- *   `deleted`) and `m.signing_key_update` for cross-signing changes, to the servers of the rooms `userId` is in;
- *   this needs the federation endpoints `/user/devices/{userId}` and `/user/keys/query` to answer resyncs.
+ * Federation hooks, implemented in src/federation/remote-keys.ts (docs/federation.md, "E2EE across servers"):
+ * `queryRemoteKeys` (tracked users from the cache in their server's DestinationDO, others from
+ * `/user/devices` or `/user/keys/query`), `claimRemoteKeys` (`/user/keys/claim`), `sendDeviceListUpdate`
+ * (`m.device_list_update` per device and `m.signing_key_update`). A failing remote shows up in `failures`.
  */
 import type { Env } from "../env";
 import { getConfig } from "../config";
 import { queueEdu } from "../federation/destinations";
+import * as federationKeys from "../federation/remote-keys";
 
 export class RemoteUnavailable extends Error {
   constructor(readonly server: string) {
@@ -36,21 +34,33 @@ export interface RemoteKeysQueryResult {
 }
 
 export async function queryRemoteKeys(
-  _env: Env,
+  env: Env,
   server: string,
-  _deviceKeys: Record<string, string[]>,
-  _timeoutMs: number,
+  deviceKeys: Record<string, string[]>,
+  timeoutMs: number,
 ): Promise<RemoteKeysQueryResult> {
-  throw new RemoteUnavailable(server);
+  // Federation (src/federation/remote-keys.ts): tracked users from the cache, others from their server.
+  try {
+    return await federationKeys.queryRemoteKeys(env, server, deviceKeys, timeoutMs);
+  } catch (e) {
+    console.warn(`keys/query to ${server}: ${(e as Error).message}`);
+    throw new RemoteUnavailable(server);
+  }
 }
 
 export async function claimRemoteKeys(
-  _env: Env,
+  env: Env,
   server: string,
-  _oneTimeKeys: Record<string, Record<string, string>>,
-  _timeoutMs: number,
+  oneTimeKeys: Record<string, Record<string, string>>,
+  timeoutMs: number,
 ): Promise<Record<string, Record<string, Record<string, unknown>>>> {
-  throw new RemoteUnavailable(server);
+  // Federation (src/federation/remote-keys.ts): POST /user/keys/claim.
+  try {
+    return await federationKeys.claimRemoteKeys(env, server, oneTimeKeys, timeoutMs);
+  } catch (e) {
+    console.warn(`keys/claim to ${server}: ${(e as Error).message}`);
+    throw new RemoteUnavailable(server);
+  }
 }
 
 export interface DirectToDeviceEdu {
@@ -67,8 +77,9 @@ export async function sendRemoteToDevice(env: Env, server: string, edu: DirectTo
 }
 
 /** Tells remote servers sharing a room with `userId` that their device list changed. */
-export async function sendDeviceListUpdate(_env: Env, _userId: string, _servers: readonly string[]): Promise<void> {
-  // Nothing to do until federation sends EDUs; local users are notified by the UserDO fan-out.
+export async function sendDeviceListUpdate(env: Env, userId: string, servers: readonly string[]): Promise<void> {
+  // Federation (src/federation/remote-keys.ts): m.device_list_update / m.signing_key_update EDUs.
+  await federationKeys.sendDeviceListUpdate(env, userId, servers);
 }
 
 // ---------------------------------------------------------------------------------------------------------

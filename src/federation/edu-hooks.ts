@@ -9,11 +9,13 @@
  * - `presence`: HOOK (presence engineer) — no presence store yet; dropped.
  * - `toDevice`: the recipient's UserDO to-device inbox, deduplicated by (sender, messageId); `deviceId` may be
  *   "*" for all devices. Implemented (src/e2ee/federation.ts).
- * - `deviceListUpdate`, `signingKeyUpdate`: local users sharing a room with the remote user see them in
- *   `device_lists.changed` and refetch. Implemented (src/e2ee/federation.ts); there is no remote key cache.
+ * - `deviceListUpdate`, `signingKeyUpdate`: the remote key cache (src/federation/remote-keys.ts) is updated (or
+ *   resynced), then local users sharing a room with the remote user see them in `device_lists.changed` and
+ *   refetch. Implemented.
  */
 import type { Env } from "../env";
 import { receiveRemoteToDevice, remoteDeviceListChanged } from "../e2ee/federation";
+import { applyDeviceListUpdate, applySigningKeyUpdate } from "./remote-keys";
 
 /** How long a remote user's typing notification lasts (federation EDUs carry no timeout). */
 export const FEDERATION_TYPING_TIMEOUT_MS = 30_000;
@@ -81,10 +83,15 @@ export const inboundEduHooks: InboundEduHooks = {
   async toDevice(env, _origin, msg) {
     await receiveRemoteToDevice(env, msg);
   },
-  async deviceListUpdate(env, _origin, edu) {
+  // The remote key cache first (src/federation/remote-keys.ts), so that clients refetching see the change.
+  async deviceListUpdate(env, origin, edu) {
+    await applyDeviceListUpdate(env, origin, edu.userId, edu.content).catch((e: unknown) =>
+      console.warn(`federation: device list of ${edu.userId}: ${(e as Error).message}`),
+    );
     await remoteDeviceListChanged(env, edu.userId);
   },
-  async signingKeyUpdate(env, _origin, edu) {
+  async signingKeyUpdate(env, origin, edu) {
+    await applySigningKeyUpdate(env, origin, edu.userId, edu.content);
     await remoteDeviceListChanged(env, edu.userId);
   },
 };

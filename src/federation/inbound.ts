@@ -178,6 +178,12 @@ export class InboundRoom {
     this.stub = env.ROOMS.get(env.ROOMS.idFromName(roomId));
   }
 
+  /** Sets the room version for fetches made outside `processPushed` (backfill, joins). */
+  useVersion(version: RoomVersion): this {
+    this.version = version;
+    return this;
+  }
+
   /** Pushed PDUs: every one gets a result entry (when its ID can be computed). */
   async processPushed(raws: unknown[]): Promise<TransactionResult["pdus"]> {
     const results: TransactionResult["pdus"] = {};

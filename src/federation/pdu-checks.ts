@@ -7,7 +7,7 @@
 import type { PDU } from "../protocol/events";
 import { eventRefIds } from "../protocol/events";
 import { checkPduFormat } from "../protocol/pdu-format";
-import { computeEventId } from "../protocol/event-id";
+import { computeEventId, roomIdFromCreateEvent } from "../protocol/event-id";
 import { checkContentHash } from "../protocol/hashes";
 import { redactEvent } from "../protocol/redaction";
 import type { RoomVersion } from "../protocol/room-versions";
@@ -16,6 +16,16 @@ import { verifyEventsSignatures, type KeyStore } from "./keys";
 export type CheckedPdu =
   | { ok: true; pdu: PDU; eventId: string; redacted: boolean }
   | { ok: false; eventId: string | undefined; error: string };
+
+/** A v12 create event carries no room_id: the room ID is derived from it. Whether `pdu` is the create event of `roomId`. */
+export function isCreateEventOf(pdu: PDU, version: RoomVersion, roomId: string): boolean {
+  if (!version.roomIdFromCreateEvent || pdu.type !== "m.room.create" || pdu.state_key !== "" || pdu.room_id !== undefined) return false;
+  try {
+    return roomIdFromCreateEvent(pdu, version) === roomId;
+  } catch {
+    return false;
+  }
+}
 
 /** The event ID of a raw PDU if it can be computed (for error entries), else undefined. */
 export function tryEventId(raw: unknown, version: RoomVersion): string | undefined {
@@ -47,7 +57,9 @@ export async function checkPdus(
     } catch (e) {
       return { ok: false, eventId: undefined, error: (e as Error).message };
     }
-    if (pdu.room_id !== roomId) return { ok: false, eventId, error: `event is for room ${String(pdu.room_id)}, not ${roomId}` };
+    if (pdu.room_id !== roomId && !isCreateEventOf(pdu, version, roomId)) {
+      return { ok: false, eventId, error: `event is for room ${String(pdu.room_id)}, not ${roomId}` };
+    }
     return undefined;
   });
   const pending = raws.map((raw, i) => ({ raw, i })).filter(({ i }) => results[i] === undefined);

@@ -23,7 +23,8 @@ export interface TopoPos {
 
 export type RoomToken = { kind: "topo"; pos: TopoPos } | { kind: "stream"; stream: number };
 
-const TOPO = /^t(\d{1,16})_(\d{1,16})$/;
+// The stream part may be negative: events backfilled over federation sit below every other position.
+const TOPO = /^t(\d{1,16})_(-?\d{1,16})$/;
 const STREAM = /^s(\d{1,16})$/;
 
 /** Parses a token; undefined when it is not one of ours. */

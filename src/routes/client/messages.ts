@@ -14,6 +14,7 @@ import { parseRoomEventFilter } from "../../rooms/filter";
 import { queryResponse, requireEventId, requireRoomId, roomStub } from "../../rooms/common";
 import type { ClientReadRequest, Viewer } from "../../../durable-objects/room/queries";
 import { roomTokenForSyncToken } from "../../sync/tokens";
+import { maybeBackfill } from "../../federation/backfill";
 
 export const messageRoutes = new Hono<AppEnv>();
 /** Routes under /_matrix/client/v1. */
@@ -64,6 +65,12 @@ messageRoutes.get("/rooms/:roomId/messages", requireAuth, async (c) => {
   if (from !== undefined) req.from = from;
   if (to !== undefined) req.to = to;
   if (filter) req.filter = filter;
+  // Federation: paging back past the start of this server's copy of the room fetches older events first.
+  if (req.dir === "b") {
+    await maybeBackfill(c.env, requireRoomId(c.req.param("roomId")!), req.from ?? null, req.limit).catch((e: unknown) =>
+      console.warn(`backfill before /messages failed: ${String((e as Error)?.message ?? e)}`),
+    );
+  }
   return read(c, req);
 });
 
