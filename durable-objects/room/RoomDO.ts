@@ -568,13 +568,14 @@ export class RoomDO extends DurableObject<Env> {
       .map((r) => r.id);
     const listed = (this.room.meta("servers_in_room") ?? "").split(",").includes(server);
     if (memberKeys.length === 0 && !listed) return { pdus: [], position: end };
-    // Nothing before the server's first membership event can be for it.
+    // Nothing before the server's first membership event can be for it. Memberships known from a state we were
+    // given (outliers of a remote join) or from backfill (negative positions) count as known from the start.
     let start = afterPosition;
     if (!listed) {
       const first = sql
         .exec<{ p: number | null }>(
-          `SELECT min(stream_ordering) AS p FROM events
-           WHERE type = 'm.room.member' AND stream_ordering IS NOT NULL AND substr(state_key, -?) = ?`,
+          `SELECT min(CASE WHEN stream_ordering IS NULL OR stream_ordering < 0 THEN 0 ELSE stream_ordering END) AS p FROM events
+           WHERE type = 'm.room.member' AND rejected IS NULL AND substr(state_key, -?) = ?`,
           suffix.length, suffix,
         )
         .one().p;

