@@ -641,12 +641,19 @@ export class RoomDO extends DurableObject<Env> {
     return eventIds.filter((id) => this.room.events.nidOf(id) !== undefined);
   }
 
-  /** The forward extremities and the smallest depth among them (the `earliest_events` of get_missing_events). */
+  /**
+   * The forward extremities (the `earliest_events` of get_missing_events) and the smallest depth of the room's
+   * timeline (its `min_depth`, as the reference server sends: a fork that started below our extremities must
+   * still come back whole).
+   */
   async extremities(): Promise<{ event_ids: string[]; min_depth: number }> {
     if (!this.room.exists) return { event_ids: [], min_depth: 0 };
     const nids = this.room.forwardExtremities();
-    const rows = nids.map((n) => this.room.events.byNid(n));
-    return { event_ids: rows.map((r) => r.event_id), min_depth: rows.length ? Math.min(...rows.map((r) => r.depth)) : 0 };
+    const rows = nids.map((n) => this.room.events.statusByNid(n));
+    const minDepth = this.ctx.storage.sql
+      .exec<{ d: number | null }>("SELECT min(depth) AS d FROM events WHERE outlier = 0 AND stream_ordering IS NOT NULL")
+      .one().d;
+    return { event_ids: rows.map((r) => r.event_id), min_depth: minDepth ?? 0 };
   }
 
   /** Stores fetched events as outliers, in the order given (auth events first). Each is its own transaction. */

@@ -561,6 +561,8 @@ export class FederationRoom {
       auth_events: authIds,
       depth,
     };
+    // A restricted join is signed by the authorising server (us) at send_join: count that signature as made.
+    if (authoriser !== undefined) probe.signatures = { [serverNameOf(authoriser)]: { "ed25519:pending": "" } };
     const check = room.checkAuthAgainst(probe, state);
     if (!check.allowed) return fedError(403, "M_FORBIDDEN", `You may not ${membership === "leave" ? "leave" : membership} this room: ${check.reason}`);
     return { room_version: version.id, event };

@@ -177,6 +177,15 @@ export class TestControl extends WorkerEntrypoint<AuxEnv> {
     await destinationStub(this.env, server).retryNow();
   }
 
+  /** Every timeline event of the room, backfilled history included (negative positions), in stream order. */
+  async fullTimeline(roomId: string): Promise<{ event_id: string; stream_ordering: number; type: string; content: Record<string, unknown> }[]> {
+    await this.ready();
+    return (await this.room(roomId).eventsAfter(-Number.MAX_SAFE_INTEGER, 10_000)).map((r) => {
+      const ev = JSON.parse(r.json) as { type: string; content: Record<string, unknown> };
+      return { event_id: r.event_id, stream_ordering: r.stream_ordering, type: ev.type, content: ev.content };
+    });
+  }
+
   /** The room's forward extremities and current state event IDs as `viewer` (a joined member) reads them. */
   async roomShape(roomId: string, viewer: string): Promise<{ extremities: string[]; state: string[] }> {
     await this.ready();

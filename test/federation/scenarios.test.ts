@@ -5,6 +5,10 @@
  * history-visibility redaction for servers, network partitions, and gap filling with /get_missing_events.
  */
 import { beforeEach, describe, expect, it } from "vitest";
+import { runInDurableObject } from "cloudflare:test";
+import type { DestinationDO } from "../../durable-objects/destination/DestinationDO";
+import { setFederationFetch } from "../../src/federation/fetch";
+import { roomStub } from "../rooms/helpers";
 import { api, bodies, createRoom, e, enc, newUser, paginateBack, sendText, sync, V3, waitFor, type ScenarioUser } from "./servers";
 
 beforeEach(() => {
@@ -167,5 +171,178 @@ describe("backfill", () => {
     expect(next.rooms?.join?.[roomId]?.timeline?.events ?? []).toEqual([]);
     // Paging again reads the same history from here, without asking hs2.
     expect((await paginateBack(bob, roomId, 100)).bodies).toEqual([...sent].reverse());
+  });
+});
+
+describe("restricted joins, server ACLs, visibility for servers", () => {
+  it("joins a restricted room authorised by the resident server (and by us, for a third server)", async () => {
+    const alice = await newUser("hs2.test", "alice");
+    const bob = await newUser("test.local", "bob");
+    const eve = await newUser("test.local", "eve");
+    const space = await createRoom(alice, { preset: "public_chat", creation_content: { type: "m.space" } });
+    const restricted = await createRoom(alice, {
+      preset: "private_chat",
+      initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "restricted", allow: [{ type: "m.room_membership", room_id: space }] } }],
+    });
+    // Not in the space: refused by hs2.
+    await api(eve, "POST", `${V3}/join/${enc(restricted)}?server_name=hs2.test`, {}, 403);
+    await api(bob, "POST", `${V3}/join/${enc(space)}?server_name=hs2.test`, {});
+    await api(bob, "POST", `${V3}/join/${enc(restricted)}?server_name=hs2.test`, {});
+    await waitFor(async () => (await api(alice, "GET", `${V3}/rooms/${enc(restricted)}/joined_members`)).joined[bob.userId], "bob in the restricted room");
+    // Our copy of the join is the one hs2 co-signed as the authorising server.
+    const join = await api(bob, "GET", `${V3}/rooms/${enc(restricted)}/state/m.room.member/${enc(bob.userId)}?format=event`);
+    expect(join.content.join_authorised_via_users_server).toBe(alice.userId);
+
+    // The other way round: a restricted room here, a user of hs3 who is in the allowed room here.
+    const carol = await newUser("hs3.test", "carol");
+    const ourSpace = await createRoom(bob, { preset: "public_chat" });
+    const ourRoom = await createRoom(bob, {
+      preset: "private_chat",
+      initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "restricted", allow: [{ type: "m.room_membership", room_id: ourSpace }] } }],
+    });
+    await api(carol, "POST", `${V3}/join/${enc(ourRoom)}?server_name=test.local`, {}, 403);
+    await api(carol, "POST", `${V3}/join/${enc(ourSpace)}?server_name=test.local`, {});
+    await api(carol, "POST", `${V3}/join/${enc(ourRoom)}?server_name=test.local`, {});
+    const carolJoin = await api(bob, "GET", `${V3}/rooms/${enc(ourRoom)}/state/m.room.member/${enc(carol.userId)}?format=event`);
+    expect(carolJoin.content).toMatchObject({ membership: "join", join_authorised_via_users_server: bob.userId });
+  });
+
+  it("a server denied by the room's ACL can neither join nor send", async () => {
+    const alice = await newUser("hs2.test", "alice");
+    const bob = await newUser("test.local", "bob");
+    const carol = await newUser("hs3.test", "carol");
+    const roomId = await createRoom(alice);
+    await api(alice, "PUT", `${V3}/rooms/${enc(roomId)}/state/m.room.server_acl/`, { allow: ["*"], deny: ["hs3.test"], allow_ip_literals: false });
+    const refused = await api(carol, "POST", `${V3}/join/${enc(roomId)}?server_name=hs2.test`, {}, 403);
+    expect(refused.errcode).toBe("M_FORBIDDEN");
+    // A server admitted at first and denied later: what it sends is no longer accepted.
+    await api(bob, "POST", `${V3}/join/${enc(roomId)}?server_name=hs2.test`, {});
+    await waitFor(async () => (await api(alice, "GET", `${V3}/rooms/${enc(roomId)}/joined_members`)).joined[bob.userId], "bob on hs2");
+    await api(alice, "PUT", `${V3}/rooms/${enc(roomId)}/state/m.room.server_acl/`, { allow: ["*"], deny: ["hs3.test", "test.local"] });
+    await waitFor(async () => (await api(bob, "GET", `${V3}/rooms/${enc(roomId)}/state/m.room.server_acl/`)).deny?.includes("test.local"), "the ACL here");
+    await sendText(bob, roomId, "am I still heard?");
+    await sendText(alice, roomId, "after the ACL");
+    await waitFor(async () => (await syncBodies(bob, roomId)).includes("after the ACL"), "alice's message here");
+    expect(await syncBodies(alice, roomId)).not.toContain("am I still heard?");
+  });
+
+  it("backfill serves a server whose users joined later redacted copies of what they may not see", async () => {
+    const bob = await newUser("test.local", "bob");
+    const alice = await newUser("hs2.test", "alice");
+    const roomId = await createRoom(bob, { preset: "public_chat", initial_state: [{ type: "m.room.history_visibility", state_key: "", content: { history_visibility: "joined" } }] });
+    const secret = await sendText(bob, roomId, "before hs2 arrived");
+    await api(alice, "POST", `${V3}/join/${enc(roomId)}?server_name=test.local`, {});
+    await sendText(bob, roomId, "after hs2 arrived");
+    await waitFor(async () => (await syncBodies(alice, roomId)).includes("after hs2 arrived"), "the later message on hs2");
+    // alice pages back: hs2 backfills from us. She sees nothing from before her join...
+    const seen = await paginateBack(alice, roomId, 20);
+    expect(seen.bodies).toEqual(["after hs2 arrived"]);
+    // ...and hs2 holds only the redacted copy of the earlier message (its content stripped by us).
+    const held = (await e.HS2_CONTROL.fullTimeline(roomId)).find((ev) => ev.event_id === secret);
+    expect(held).toBeDefined();
+    expect(held!.stream_ordering).toBeLessThan(0); // placed as history
+    expect(held!.content).toEqual({});
+  });
+});
+
+describe("partitions and gaps", () => {
+  /** Makes this server's (test.local's) outbound federation to `host` fail until the returned function is called. */
+  function partitionFrom(host: string): () => void {
+    return setFederationFetch(async (input, init) => {
+      const url = new URL(new Request(input, init).url);
+      if (url.host === host || url.hostname === host) throw new Error(`network partition: ${host} is unreachable`);
+      return fetch(input, init);
+    });
+  }
+
+  async function ourDestination(server: string, tune?: (d: DestinationDO) => void) {
+    const stub = e.DESTINATIONS.get(e.DESTINATIONS.idFromName(server));
+    if (tune) await runInDurableObject(stub, (d: DestinationDO) => tune(d));
+    return stub;
+  }
+
+  it("a partition heals: both servers converge on the same extremities and state, every event exactly once; gaps are filled with /get_missing_events, never /state_ids", async () => {
+    const alice = await newUser("hs2.test", "alice");
+    const bob = await newUser("test.local", "bob");
+    const roomId = await createRoom(alice);
+    await api(bob, "POST", `${V3}/join/${enc(roomId)}?server_name=hs2.test`, {});
+    await sendText(alice, roomId, "shared");
+    await waitFor(async () => (await syncBodies(bob, roomId)).includes("shared"), "the shared message here");
+
+    // Cut both directions. Our side will then catch hs2 up with only the latest event (a long outage).
+    const heal = partitionFrom("hs2.test");
+    await e.HS2_CONTROL.blockFederation(["test.local"]);
+    const dest = await ourDestination("hs2.test", (d) => {
+      d.catchUpAfterMs = 0;
+    });
+    for (let i = 1; i <= 3; i++) {
+      await sendText(alice, roomId, `a${i}`);
+      await sendText(bob, roomId, `b${i}`);
+    }
+    await waitFor(async () => (await dest.status()).catching_up, "our sender in catch-up mode");
+    expect(await syncBodies(alice, roomId)).not.toContain("b1");
+    expect(await syncBodies(bob, roomId)).not.toContain("a1");
+
+    heal();
+    await e.HS2_CONTROL.blockFederation([]);
+    await e.HS2_CONTROL.federationLog(); // start counting hs2's requests now
+    await dest.retryNow();
+    await e.HS2_CONTROL.retryDestination("test.local");
+
+    const all = ["shared", "a1", "b1", "a2", "b2", "a3", "b3"];
+    let last = "";
+    await waitFor(async () => {
+      const [a, b] = await Promise.all([paginateBack(alice, roomId, 50), paginateBack(bob, roomId, 50)]);
+      last = `hs2: ${a.bodies.join(",")} / here: ${b.bodies.join(",")}`;
+      return all.every((x) => a.bodies.includes(x) && b.bodies.includes(x));
+    }, "everything on both servers", 20_000).catch((err: Error) => {
+      throw new Error(`${err.message} (${last})`);
+    });
+
+    // hs2 closed the gap before b3 by asking us for the missing events, not for the state.
+    const log = await e.HS2_CONTROL.federationLog();
+    const toUs = log.filter((r) => r.host === "test.local");
+    expect(toUs.some((r) => r.path.startsWith("/_matrix/federation/v1/get_missing_events/"))).toBe(true);
+    expect(toUs.filter((r) => r.path.startsWith("/_matrix/federation/v1/state_ids/") || r.path.startsWith("/_matrix/federation/v1/state/"))).toEqual([]);
+
+    // Same history, each event once, on both sides; same extremities and current state.
+    const [onHs2, onUs] = await Promise.all([paginateBack(alice, roomId, 50), paginateBack(bob, roomId, 50)]);
+    expect(new Set(onHs2.eventIds).size).toBe(onHs2.eventIds.length);
+    expect([...onHs2.eventIds].sort()).toEqual([...onUs.eventIds].sort());
+    for (const b of all) expect(onUs.bodies.filter((x) => x === b)).toHaveLength(1);
+    const theirs = await e.HS2_CONTROL.roomShape(roomId, alice.userId);
+    const ours = {
+      extremities: [...(await roomStub(roomId).summary())!.forward_extremities].sort(),
+      state: ((await api(bob, "GET", `${V3}/rooms/${enc(roomId)}/state`)) as unknown as { event_id: string }[]).map((ev) => ev.event_id).sort(),
+    };
+    expect(ours).toEqual(theirs);
+  });
+});
+
+describe("EDUs and queries across servers", () => {
+  it("typing and read receipts of local users reach the other server", async () => {
+    const alice = await newUser("hs2.test", "alice");
+    const bob = await newUser("test.local", "bob");
+    const roomId = await createRoom(alice);
+    await api(bob, "POST", `${V3}/join/${enc(roomId)}?server_name=hs2.test`, {});
+    const msg = await sendText(alice, roomId, "read me");
+    await waitFor(async () => (await syncBodies(bob, roomId)).includes("read me"), "the message here");
+    await api(bob, "PUT", `${V3}/rooms/${enc(roomId)}/typing/${enc(bob.userId)}`, { typing: true, timeout: 20_000 });
+    await waitFor(async () => (await e.HS2_CONTROL.typingUsers(roomId)).includes(bob.userId), "bob typing on hs2");
+    await api(bob, "POST", `${V3}/rooms/${enc(roomId)}/receipt/m.read/${enc(msg)}`, {});
+    await waitFor(async () => {
+      const s = await sync(alice);
+      const receipts = (s.rooms.join[roomId].ephemeral.events as { type: string; content: Record<string, any> }[]).find((ev) => ev.type === "m.receipt");
+      return receipts?.content[msg]?.["m.read"]?.[bob.userId];
+    }, "bob's receipt on hs2");
+  });
+
+  it("profiles of remote users are asked from their server", async () => {
+    const alice = await newUser("hs2.test", "alice");
+    const bob = await newUser("test.local", "bob");
+    await api(alice, "PUT", `${V3}/profile/${enc(alice.userId)}/displayname`, { displayname: "Alice of hs2" });
+    expect(await api(bob, "GET", `${V3}/profile/${enc(alice.userId)}`)).toMatchObject({ displayname: "Alice of hs2" });
+    expect(await api(bob, "GET", `${V3}/profile/${enc(alice.userId)}/displayname`)).toEqual({ displayname: "Alice of hs2" });
+    await api(bob, "GET", `${V3}/profile/${enc("@nobody:hs2.test")}`, undefined, 404);
   });
 });
