@@ -115,15 +115,12 @@ export class Outbox {
   }
 
   /**
-   * Delivers one row now (the read-your-writes path: the sender's own sync stream). Leaves the row for the
-   * alarm if delivery fails.
+   * Delivers one row now (the read-your-writes path: the sender's own sync stream). Resolves once the target
+   * has been told a position at least as new as the row's when called, or false if that failed (the row then
+   * waits for its retry).
    */
-  async deliverNow(consumer: Consumer, target: string): Promise<boolean> {
-    const row = this.sql
-      .exec<OutboxRow>("SELECT * FROM outbox WHERE consumer = ? AND target = ?", consumer, target)
-      .toArray()[0];
-    if (!row) return true;
-    return this.attempt(row, Date.now());
+  deliverNow(consumer: Consumer, target: string): Promise<boolean> {
+    return this.deliverLatest(consumer, target, true);
   }
 
   /** Delivers every due row. Concurrent calls share one pass and trigger another when it ends. */
@@ -138,9 +135,12 @@ export class Outbox {
           this.again = false;
           const now = Date.now();
           const due = this.sql
-            .exec<OutboxRow>("SELECT * FROM outbox WHERE next_attempt_ts <= ? ORDER BY next_attempt_ts", now)
+            .exec<{ consumer: Consumer; target: string }>(
+              "SELECT consumer, target FROM outbox WHERE next_attempt_ts <= ? ORDER BY next_attempt_ts",
+              now,
+            )
             .toArray();
-          await Promise.all(due.map((row) => this.attempt(row, now)));
+          await Promise.all(due.map((row) => this.deliverLatest(row.consumer, row.target, false)));
         } while (this.again);
       } finally {
         this.draining = undefined;
@@ -148,6 +148,42 @@ export class Outbox {
       }
     })();
     return this.draining;
+  }
+
+  /** One delivery in flight per (consumer, target); a request arriving meanwhile makes it deliver again after. */
+  private readonly inflight = new Map<string, Promise<boolean>>();
+  private readonly rerun = new Set<string>();
+
+  /**
+   * Delivers the row of (consumer, target) — `force`: even if its retry is not due yet. Concurrent sends to the
+   * same target share one delivery at a time instead of each making its own call with an older position:
+   * whoever arrives while one is in flight gets the in-flight promise, which delivers once more, with the newest
+   * position, before it resolves.
+   */
+  private deliverLatest(consumer: Consumer, target: string, force: boolean): Promise<boolean> {
+    const key = `${consumer}\u0000${target}`;
+    const running = this.inflight.get(key);
+    if (running) {
+      this.rerun.add(key);
+      return running;
+    }
+    const run = (async () => {
+      let ok = true;
+      do {
+        this.rerun.delete(key);
+        const row = this.sql
+          .exec<OutboxRow>("SELECT * FROM outbox WHERE consumer = ? AND target = ?", consumer, target)
+          .toArray()[0];
+        const now = Date.now();
+        if (!row) return ok;
+        if (!force && row.next_attempt_ts > now) return ok;
+        ok = await this.attempt(row, now);
+        force ||= this.rerun.has(key); // a sender is waiting on this very call
+      } while (ok && this.rerun.has(key));
+      return ok;
+    })().finally(() => this.inflight.delete(key));
+    this.inflight.set(key, run);
+    return run;
   }
 
   private async attempt(row: OutboxRow, now: number): Promise<boolean> {
