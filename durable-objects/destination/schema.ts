@@ -2,6 +2,7 @@
  * DestinationDO storage schema: one SQLite database per remote server, written only by its DestinationDO.
  * Each entry of MIGRATIONS takes the schema from version i to i+1 (run in the constructor).
  */
+import { applyMigrations } from "../shared/migrations";
 export const MIGRATIONS: readonly string[] = [
   /* v1 */ `
   -- destination name, backoff state, catch-up flag, transaction counter
@@ -67,16 +68,5 @@ export const MIGRATIONS: readonly string[] = [
 
 /** Applies pending migrations. Call inside blockConcurrencyWhile; runs in one transaction. */
 export function migrate(storage: DurableObjectStorage): void {
-  const sql = storage.sql;
-  storage.transactionSync(() => {
-    sql.exec("CREATE TABLE IF NOT EXISTS _schema (version INTEGER NOT NULL)");
-    const row = sql.exec<{ version: number }>("SELECT version FROM _schema").toArray()[0];
-    let version = row?.version ?? 0;
-    if (!row) sql.exec("INSERT INTO _schema (version) VALUES (0)");
-    while (version < MIGRATIONS.length) {
-      sql.exec(MIGRATIONS[version]!);
-      version++;
-    }
-    sql.exec("UPDATE _schema SET version = ?", version);
-  });
+  applyMigrations(storage, MIGRATIONS);
 }

@@ -5,6 +5,7 @@
  * Internal numeric IDs ("nid") keep rows small: events and state keys are referenced by integer everywhere
  * except the `events` table itself.
  */
+import { applyMigrations } from "../shared/migrations";
 
 export const MIGRATIONS: readonly string[] = [
   /* v1 */ `
@@ -166,16 +167,5 @@ export const MIGRATIONS: readonly string[] = [
 
 /** Applies pending migrations. Call inside blockConcurrencyWhile; runs in one transaction. */
 export function migrate(storage: DurableObjectStorage): void {
-  const sql = storage.sql;
-  storage.transactionSync(() => {
-    sql.exec("CREATE TABLE IF NOT EXISTS _schema (version INTEGER NOT NULL)");
-    const row = sql.exec<{ version: number }>("SELECT version FROM _schema").toArray()[0];
-    let version = row?.version ?? 0;
-    if (!row) sql.exec("INSERT INTO _schema (version) VALUES (0)");
-    while (version < MIGRATIONS.length) {
-      sql.exec(MIGRATIONS[version]!);
-      version++;
-    }
-    sql.exec("UPDATE _schema SET version = ?", version);
-  });
+  applyMigrations(storage, MIGRATIONS);
 }

@@ -5,6 +5,7 @@
  * constructor's blockConcurrencyWhile. Modules that own tables (sync stream, filters, account data; devices,
  * keys and to-device messages from the E2EE side) append their own entry — never edit an entry that has shipped.
  */
+import { applyMigrations } from "../shared/migrations";
 
 import { E2EE_PUSH_TABLES } from "./keys-schema";
 
@@ -66,16 +67,5 @@ export const MIGRATIONS: readonly string[] = [
 
 /** Applies pending migrations. Call inside blockConcurrencyWhile; runs in one transaction. */
 export function migrate(storage: DurableObjectStorage): void {
-  const sql = storage.sql;
-  storage.transactionSync(() => {
-    sql.exec("CREATE TABLE IF NOT EXISTS _schema (version INTEGER NOT NULL)");
-    const row = sql.exec<{ version: number }>("SELECT version FROM _schema").toArray()[0];
-    let version = row?.version ?? 0;
-    if (!row) sql.exec("INSERT INTO _schema (version) VALUES (0)");
-    while (version < MIGRATIONS.length) {
-      sql.exec(MIGRATIONS[version]!);
-      version++;
-    }
-    sql.exec("UPDATE _schema SET version = ?", version);
-  });
+  applyMigrations(storage, MIGRATIONS);
 }
