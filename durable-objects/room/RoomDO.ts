@@ -908,7 +908,27 @@ export class RoomDO extends DurableObject<Env> {
       throw e;
     }
     await this.afterCommit(pdu.sender);
+    await this.fedDirectoryAllMembers();
     return outcome;
+  }
+
+  /**
+   * After a remote join: the members known from the resident's state are outliers, which the directory's
+   * incremental pass (member events by stream position) never sees; write every current member once.
+   */
+  private async fedDirectoryAllMembers(): Promise<void> {
+    const changes = this.ctx.storage.sql
+      .exec<{ user_id: string; membership: string; event_nid: number }>("SELECT user_id, membership, event_nid FROM members")
+      .toArray()
+      .map((m) => {
+        if (m.membership !== "join") return { user_id: m.user_id, joined: false, displayname: null, avatar_url: null };
+        const content = this.room.events.authEvent(m.event_nid).content;
+        const str = (v: unknown) => (typeof v === "string" ? v : null);
+        return { user_id: m.user_id, joined: true, displayname: str(content.displayname), avatar_url: str(content.avatar_url) };
+      });
+    await writeRoomDirectoryData(this.env.DB, this.checks.directoryStats(), changes, true).catch((e: unknown) =>
+      console.warn(`room: directory write after a remote join failed: ${String((e as Error)?.message ?? e)}`),
+    );
   }
 
   /**

@@ -154,6 +154,18 @@ export class TestControl extends WorkerEntrypoint<AuxEnv> {
     return { user_id: userId, device_id: deviceId, access_token: token };
   }
 
+  /** Adds a device with its own access token to a local user. */
+  async addDevice(userId: string, deviceId: string): Promise<{ user_id: string; device_id: string; access_token: string }> {
+    await this.ready();
+    const token = newToken("syt");
+    const now = Date.now();
+    await this.env.DB.batch([
+      this.env.DB.prepare("INSERT INTO devices (user_id, device_id, created_ts) VALUES (?, ?, ?)").bind(userId, deviceId, now),
+      this.env.DB.prepare("INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES (?, ?, ?, ?)").bind(tokenHash(token), userId, deviceId, now),
+    ]);
+    return { user_id: userId, device_id: deviceId, access_token: token };
+  }
+
   /**
    * Partitions: this server's outbound federation requests to `hosts` fail as if the network were down (an
    * empty list heals). Requests this server makes are also recorded (see `federationLog`).
@@ -178,12 +190,15 @@ export class TestControl extends WorkerEntrypoint<AuxEnv> {
   }
 
   /** Every timeline event of the room, backfilled history included (negative positions), in stream order. */
-  async fullTimeline(roomId: string): Promise<{ event_id: string; stream_ordering: number; type: string; content: Record<string, unknown> }[]> {
+  async fullTimeline(roomId: string): Promise<string> {
     await this.ready();
-    return (await this.room(roomId).eventsAfter(-Number.MAX_SAFE_INTEGER, 10_000)).map((r) => {
-      const ev = JSON.parse(r.json) as { type: string; content: Record<string, unknown> };
-      return { event_id: r.event_id, stream_ordering: r.stream_ordering, type: ev.type, content: ev.content };
-    });
+    // JSON text: event contents are arbitrary JSON (RPC return types stay narrow).
+    return JSON.stringify(
+      (await this.room(roomId).eventsAfter(-Number.MAX_SAFE_INTEGER, 10_000)).map((r) => {
+        const ev = JSON.parse(r.json) as { type: string; content: Record<string, unknown> };
+        return { event_id: r.event_id, stream_ordering: r.stream_ordering, type: ev.type, content: ev.content };
+      }),
+    );
   }
 
   /** The room's forward extremities and current state event IDs as `viewer` (a joined member) reads them. */

@@ -238,7 +238,8 @@ describe("restricted joins, server ACLs, visibility for servers", () => {
     const seen = await paginateBack(alice, roomId, 20);
     expect(seen.bodies).toEqual(["after hs2 arrived"]);
     // ...and hs2 holds only the redacted copy of the earlier message (its content stripped by us).
-    const held = (await e.HS2_CONTROL.fullTimeline(roomId)).find((ev) => ev.event_id === secret);
+    const timeline = JSON.parse(await e.HS2_CONTROL.fullTimeline(roomId)) as { event_id: string; stream_ordering: number; content: unknown }[];
+    const held = timeline.find((ev) => ev.event_id === secret);
     expect(held).toBeDefined();
     expect(held!.stream_ordering).toBeLessThan(0); // placed as history
     expect(held!.content).toEqual({});
