@@ -73,6 +73,8 @@ const COLUMNS =
 const MEMBER = "m.room.member";
 /** Rows examined at most when looking for the timeline; past it the timeline is reported limited. */
 const MAX_SCAN = 2000;
+/** Rows read per page when looking for the timeline (after a first page sized by the limit). */
+const PAGE = 200;
 const HEROES = 5;
 /** Unread events examined at most for notification counts (older unread events are not counted). */
 const MAX_UNREAD_SCAN = 1000;
@@ -134,6 +136,9 @@ export class SyncView {
       case "knock":
         return this.strippedSection(req, req.membership);
       case "join":
+        // Faster joins: an eager (non-lazy-loading) sync leaves a partially stated room out until its resync is
+        // done; the UserDO then has the room start afresh (sync-plan.ts). A lazy-loading sync shows it at once.
+        if (this.room.meta("partial_state") !== undefined && filter.room?.state?.lazy_load_members !== true) return null;
         return this.timelineSection(req, filter, "join");
       default:
         return this.timelineSection(req, filter, "leave");
@@ -205,14 +210,19 @@ export class SyncView {
     let scanned = 0;
     let cursor = end;
     const skipTimeline = excludesAll(timelineFilter);
+    // The first page is just big enough to fill the timeline and tell whether it is limited (every row read is
+    // parsed and checked for visibility, so reading 200 for a timeline of 10 made an initial sync over many rooms
+    // several times slower); later pages, needed when a filter or the history visibility hid events, are bigger.
+    let pageSize = Math.min(PAGE, limit + 1);
     while (!skipTimeline && cursor > start) {
       const page = this.sql
         .exec<Row>(
           `SELECT ${COLUMNS} FROM events WHERE stream_ordering > ? AND stream_ordering <= ?
-           ORDER BY stream_ordering DESC LIMIT 200`,
-          start, cursor,
+           ORDER BY stream_ordering DESC LIMIT ?`,
+          start, cursor, pageSize,
         )
         .toArray();
+      pageSize = PAGE;
       if (page.length === 0) break;
       cursor = page[page.length - 1]!.stream_ordering - 1;
       scanned += page.length;
@@ -292,6 +302,25 @@ export class SyncView {
           const nid = keyId === undefined ? undefined : startState.get(keyId);
           const row = nid === undefined ? undefined : this.rowByNid(nid);
           if (row && !timelineIds.has(row.event_id)) stateRows.push(row);
+        }
+      }
+      // Faster joins: a partial state lacks most members. A timeline sender's membership then comes from their
+      // event's auth events (which name the sender's member event).
+      if (lazy && this.room.meta("partial_state") !== undefined) {
+        const have = new Set(stateRows.filter((r) => r.type === MEMBER).map((r) => r.state_key));
+        for (const row of picked) {
+          if (have.has(row.sender) || (row.type === MEMBER && row.state_key === row.sender)) continue;
+          const member = this.sql
+            .exec<Row>(
+              `SELECT ${COLUMNS.split(", ").map((c) => `e.${c}`).join(", ")} FROM auth_edges a JOIN events e ON e.event_id = a.auth_id
+               WHERE a.event_nid = ? AND e.type = 'm.room.member' AND e.state_key = ? AND e.rejected IS NULL LIMIT 1`,
+              row.nid, row.sender,
+            )
+            .toArray()[0];
+          if (member && !timelineIds.has(member.event_id) && matchesEvent(stateFilter, { type: MEMBER, sender: member.sender, content: contentOf(member) })) {
+            stateRows.push(member);
+            have.add(row.sender);
+          }
         }
       }
     }
