@@ -13,7 +13,8 @@ import { roomVersion } from "../src/protocol/room-versions";
 import { generateSigningKey } from "../src/protocol/signing";
 import { addContentHash, signEvent } from "../src/protocol/hashes";
 import { computeEventId } from "../src/protocol/event-id";
-import type { PDU } from "../src/protocol/events";
+import type { JsonObject, PDU } from "../src/protocol/events";
+import { lookupAccessToken } from "../src/http/auth"; // bench/client.mjs variants
 import { resolveState } from "../src/protocol/state-res";
 import { buildForkedRoom, type ForkedRoom } from "../test/helpers/state-res-room";
 
@@ -207,6 +208,61 @@ async function storageReport(env: BenchEnv, params: URLSearchParams) {
   };
 }
 
+// ---- bench/client.mjs: routes timed one HTTP request at a time (not `?n=` cases) ----
+type ClientRoute = (request: Request, env: BenchEnv, params: URLSearchParams) => Promise<Response>;
+const CLIENT_ROUTES: Record<string, ClientRoute> = {
+  /**
+   * Baseline for a client send: Node → Worker → RawInsertDO → one SQLite insert of the request body, answered
+   * with an ID, one insert per HTTP request. `?do=` names the DO (default one, like one room).
+   */
+  "raw/request": async (request, env, params) => {
+    const body = await request.text();
+    const id = await env.RAW.get(env.RAW.idFromName(params.get("do") ?? "raw-request")).insert(body);
+    return json({ event_id: `$${id}` });
+  },
+  /** Variant: the HTTP floor, a Worker request that touches no Durable Object. */
+  "raw/noop": async () => json({ event_id: "$noop" }),
+  /**
+   * Variant: the hop a send makes to the sender's UserDO (read-your-writes): Worker → UserDO.roomAdvanced, one
+   * transaction, for a user and room used by nothing else (`?n=` the position, increasing).
+   */
+  "client/user-advance": async (_request, env, params) => {
+    await env.USERS.get(env.USERS.idFromName("@advance:bench.local")).roomAdvanced("!advance:bench.local", Number(params.get("n")), "join");
+    return json({ ok: true });
+  },
+  /** Variant: the raw request plus the access-token lookup every authenticated request does (one D1 query). */
+  "raw/request-auth": async (request, env, params) => {
+    const token = /^Bearer\s+(\S+)$/i.exec(request.headers.get("authorization") ?? "")?.[1];
+    const requester = token ? await lookupAccessToken(env.DB, token) : undefined;
+    if (!requester || "expired" in requester) return json({ error: "unknown token" }, 401);
+    const body = await request.text();
+    const id = await env.RAW.get(env.RAW.idFromName(params.get("do") ?? "raw-request")).insert(body);
+    return json({ event_id: `$${id}` });
+  },
+  /** Variant: a message straight to RoomDO.clientWrite (what PUT /send does after authentication), `?room=&user=`. */
+  "client/room-write": async (request, env, params) => {
+    const content = (await request.json()) as JsonObject;
+    const r = await env.ROOMS.get(env.ROOMS.idFromName(params.get("room") ?? "")).clientWrite({
+      kind: "message", sender: params.get("user") ?? "", type: "m.room.message", content,
+    });
+    return r.ok ? json({ event_id: r.event_id }) : json(r, r.status);
+  },
+  /**
+   * Fan-out profile for the initial sync: one trivial RPC to each of the rooms in the body (`{"rooms": [...]}`),
+   * all at once, as /sync calls syncRoom; `?to=raw` sends them to as many RawInsertDOs instead.
+   */
+  "client/fanout": async (request, env, params) => {
+    const { rooms } = (await request.json()) as { rooms: string[] };
+    if (params.get("to") === "raw") await Promise.all(rooms.map((r) => env.RAW.get(env.RAW.idFromName(r)).databaseSize()));
+    else await Promise.all(rooms.map((r) => env.ROOMS.get(env.ROOMS.idFromName(r)).typingUsers()));
+    return json({ rooms: rooms.length });
+  },
+  /** How many long polls a user's UserDO holds (the sync-wake measurement waits for 1 before sending). */
+  "client/waiters": async (_request, env, params) =>
+    json({ waiters: await env.USERS.get(env.USERS.idFromName(params.get("user") ?? "")).waiterCount() }),
+};
+// ---- end bench/client.mjs ----
+
 function json(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
 }
@@ -217,6 +273,10 @@ export default {
     if (!url.pathname.startsWith("/_bench/")) return app.fetch(request, env, ctx);
     const path = url.pathname.slice("/_bench/".length).replace(/\/+$/, "");
     try {
+      // ---- bench/client.mjs (HTTP client path): whole HTTP requests, one operation each ----
+      const clientRoute = CLIENT_ROUTES[path];
+      if (clientRoute) return await clientRoute(request, env, url.searchParams);
+      // ---- end bench/client.mjs ----
       if (path === "rooms/storage") return json(await storageReport(env, url.searchParams));
       const run = CASES[path];
       if (!run) return json({ error: `no benchmark case ${JSON.stringify(path)}` }, 404);
