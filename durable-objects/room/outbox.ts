@@ -10,9 +10,11 @@
  * earliest. Every task is idempotent, so an alarm that fires early, late or twice is harmless.
  */
 
-export type Consumer = "user" | "destination" | "appservice" | "user_ephemeral" | "appservice_ephemeral";
+export type Consumer = "user" | "destination" | "appservice" | "user_ephemeral" | "appservice_ephemeral" | "user_full_state";
 // "user_ephemeral": a local user's sync stream, for the room's typing/receipts stream (ephemeral.ts).
 // "appservice_ephemeral": an appservice (target = its id), for the same stream (src/appservices/room-interest.ts).
+// "user_full_state": a local member's sync stream, told that the room is no longer partial (faster joins): eager
+// syncs show it from then on, with its full state.
 
 /** Tells one consumer that the room advanced to `position`. Throwing means "try again later". */
 export type Deliver = (target: string, position: number) => Promise<void>;
@@ -79,10 +81,12 @@ export class Timers {
   /** Points the alarm at the earliest task (or clears it). Storage writes, alarm included, commit together. */
   arm(): void {
     const next = this.sql.exec<{ t: number | null }>("SELECT min(due_ts) AS t FROM tasks").one().t;
-    if (next === this.armedAt) return;
+    // An alarm that fires with nothing due is harmless (the handler re-arms), so the alarm is only ever moved
+    // earlier, never deleted or pushed back: a busy room does not pay an alarm write per event.
+    if (next === null) return;
+    if (typeof this.armedAt === "number" && this.armedAt <= next) return;
     this.armedAt = next;
-    if (next === null) void this.storage.deleteAlarm();
-    else void this.storage.setAlarm(next);
+    void this.storage.setAlarm(next);
   }
 }
 
