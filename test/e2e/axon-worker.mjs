@@ -30,10 +30,11 @@ export function freePort() {
 
 /**
  * Starts the Worker. Options: `vars` (name → string), `persistDir` (default: a new temporary folder, removed by
- * dispose), `config` (a wrangler config relative to the repository root; default `wrangler.toml`, the real app).
- * Returns `{ url, baseUrl, persistDir, dispose() }`; `baseUrl` has no trailing slash.
+ * dispose), `config` (a wrangler config relative to the repository root; default `wrangler.toml`, the real app),
+ * `port` (default: any free one; federation tests pick ports first so that each server's FEDERATION_OVERRIDES
+ * can name the other). Returns `{ url, baseUrl, persistDir, dispose() }`; `baseUrl` has no trailing slash.
  */
-export async function startAxon({ vars = {}, persistDir, config = "wrangler.toml" } = {}) {
+export async function startAxon({ vars = {}, persistDir, config = "wrangler.toml", port = 0 } = {}) {
   process.env.CLOUDFLARE_CF_FETCH_ENABLED = "false";
   process.env.WRANGLER_SEND_METRICS = "false";
   process.env.WRANGLER_LOG ??= "warn";
@@ -54,7 +55,7 @@ export async function startAxon({ vars = {}, persistDir, config = "wrangler.toml
   const worker = await unstable_startWorker({
     config: join(ROOT, config),
     bindings,
-    dev: { server: { hostname: "127.0.0.1", port: 0 }, inspector: false, watch: false, persist: dir },
+    dev: { server: { hostname: "127.0.0.1", port }, inspector: false, watch: false, persist: dir },
   });
   let disposed = false;
   const dispose = async () => {
