@@ -22,6 +22,9 @@ export interface Config {
   // --- application services (docs/appservices.md) ---
   /** Registered application services (APPSERVICE_REGISTRATIONS: YAML documents). */
   appservices: AppServiceRegistry;
+  // --- faster joins (docs/faster-joins.md) ---
+  /** Whether remote joins ask for partial state (`omit_members`); PARTIAL_JOINS, default on. */
+  partialJoins: boolean;
 }
 
 /** A token bucket: `burst` actions at once, refilled at `perSecond`. */
@@ -65,6 +68,7 @@ export function parseConfig(env: Env): Config {
     rateLimits: parseRateLimits(env.RATE_LIMITS),
     refreshableAccessTokenLifetimeMs: parsePositiveInt("ACCESS_TOKEN_LIFETIME_MS", env.ACCESS_TOKEN_LIFETIME_MS, 5 * 60_000),
     appservices: new AppServiceRegistry(parseRegistrations(env.APPSERVICE_REGISTRATIONS, serverName), serverName),
+    partialJoins: parseBool("PARTIAL_JOINS", env.PARTIAL_JOINS, true), // faster joins
   };
 }
 

@@ -31,6 +31,9 @@ export interface Env {
   TRUSTED_KEY_SERVERS?: string;
   /** DNS-over-HTTPS JSON endpoint for SRV lookups (default https://cloudflare-dns.com/dns-query). */
   DNS_OVER_HTTPS_URL?: string;
+  // --- faster joins (docs/faster-joins.md) ---
+  /** "false" to join remote rooms with their full state instead of partial state (default on). */
+  PARTIAL_JOINS?: string;
   // --- application services (docs/appservices.md) ---
   /** Appservice registrations: one or more YAML documents separated by `---`. */
   APPSERVICE_REGISTRATIONS?: string;

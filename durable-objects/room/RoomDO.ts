@@ -63,6 +63,10 @@ export type SyncWriteResult = { ok: true } | { ok: false; errcode: "M_FORBIDDEN"
 const RESYNC_TASK = "resync";
 /** Events completed per alarm invocation: bounded work, then the alarm is rescheduled (progress is in storage). */
 const RESYNC_EVENTS_PER_ALARM = 20;
+/** Faster joins: completions from prev events (no network) per alarm invocation, besides the network steps. */
+const RESYNC_LOCAL_STEPS_PER_ALARM = 1000;
+/** Faster joins: `last_error` while the resync waits for a local user to be in the room again. */
+const RESYNC_PAUSED = "paused: no local member in the room";
 /** Backoff after failed resync steps: 1 s doubling to 1 minute (the server rotates on each failure). */
 const resyncBackoffMs = (failures: number) => Math.min(60_000, 1000 * 2 ** Math.max(0, failures - 1));
 
@@ -126,8 +130,13 @@ export class RoomDO extends DurableObject<Env> {
     });
     this.partial = new PartialState(this.room, sql, () => {
       for (const wake of [...this.fullStateWaiters.values()]) wake(true);
+      // Faster joins: local members' sync streams learn that the room is fully stated (in this transaction).
+      for (const { user_id } of sql.exec<{ user_id: string }>("SELECT user_id FROM members WHERE server = ? AND membership = 'join'", getConfig(env).serverName)) {
+        this.outbox.add("user_full_state", user_id, this.room.streamPosition);
+      }
       void this.outbox.drain();
     });
+    this.deliverers.user_full_state = (target) => env.USERS.get(env.USERS.idFromName(target)).roomFullyStated(this.room.roomId);
     // Sync streams (UserDO): tell a local user where the room stands now and its membership there. Both are
     // read in the same synchronous instant, so the pair is consistent whatever position the outbox row named.
     this.ephemeral = new Ephemeral(sql, this.timers, this.outbox, getConfig(env).serverName);
@@ -242,7 +251,12 @@ export class RoomDO extends DurableObject<Env> {
   async receive(pdus: PDU[]): Promise<Outcome[]> {
     const outcomes = pdus.map((pdu) => {
       try {
-        return this.transact(() => this.room.accept(pdu));
+        return this.transact(() => {
+          const outcome = this.room.accept(pdu);
+          // Faster joins: while partial, servers we hear from get our events too (servers_in_room).
+          if (outcome.status === "accepted") this.partial.addServers([serverNameOf(pdu.sender)]);
+          return outcome;
+        });
       } catch (e) {
         return { status: "invalid" as const, reason: String((e as Error).message ?? e) };
       }
@@ -361,7 +375,8 @@ export class RoomDO extends DurableObject<Env> {
   async setTyping(userId: string, typing: boolean, timeoutMs = DEFAULT_TYPING_TIMEOUT_MS): Promise<SyncWriteResult> {
     if (!this.room.exists) return { ok: false, errcode: "M_NOT_FOUND", error: "Unknown room" };
     const changed = this.transact(() => {
-      if (this.syncView.membershipOf(userId) !== "join") return null;
+      // Faster joins: a remote user the partial state does not know may well be in the room; accept.
+      if (this.syncView.membershipOf(userId) !== "join" && !this.partialUnknownMember(userId)) return null;
       return this.ephemeral.setTyping(userId, typing, timeoutMs);
     });
     if (changed === null) return { ok: false, errcode: "M_FORBIDDEN", error: `${userId} is not in the room` };
@@ -399,6 +414,11 @@ export class RoomDO extends DurableObject<Env> {
 
   /** Why `userId` may not mark `eventId` (not joined; not an event they can see), or undefined if they may. */
   private receiptRefusal(userId: string, eventId: string): SyncWriteResult | undefined {
+    // Faster joins: a remote user the partial state does not know may well be in the room; any event of the
+    // room's timeline will do.
+    if (this.partialUnknownMember(userId)) {
+      return this.room.events.statusById(eventId)?.stream_ordering != null ? undefined : { ok: false, errcode: "M_NOT_FOUND", error: "Event not found" };
+    }
     if (this.syncView.membershipOf(userId) !== "join") {
       return { ok: false, errcode: "M_FORBIDDEN", error: `${userId} is not in the room` };
     }
@@ -793,7 +813,10 @@ export class RoomDO extends DurableObject<Env> {
    * hash checked by the Worker, ours added there for a restricted join) and passes it on to the room's other
    * servers. Answers with the send_join state, the knock's stripped state, or `{}`.
    */
-  async fedSendMembership(origin: string, pduJson: string, membership: "join" | "leave" | "knock", signedByUs: boolean): Promise<FedAnswer> {
+  async fedSendMembership(
+    origin: string, pduJson: string, membership: "join" | "leave" | "knock", signedByUs: boolean,
+    omitMembers = false, // faster joins: send_join v2 with omit_members (docs/faster-joins.md)
+  ): Promise<FedAnswer> {
     const problem = this.federation.residentProblem() ?? this.federation.accessProblem(origin, false);
     if (problem) return fedAnswer(problem);
     const pdu = JSON.parse(pduJson) as PDU;
@@ -827,7 +850,7 @@ export class RoomDO extends DurableObject<Env> {
     const eventId = computeEventId(pdu, this.room.version);
     // Something arrived between make_join and send_join that the join does not descend from: merge at once.
     await this.mergeExtremitiesAfterJoin();
-    return fedAnswer(this.federation.sendJoinAnswerJson(eventId, signedByUs ? { event: this.federation.pduOf(pduJson) } : {}));
+    return fedAnswer(this.federation.sendJoinAnswerJson(eventId, signedByUs ? { event: this.federation.pduOf(pduJson) } : {}, omitMembers));
   }
 
   /**
@@ -868,7 +891,8 @@ export class RoomDO extends DurableObject<Env> {
       exists: true,
       room_version: this.room.version.id,
       local_joined: this.federation.localJoined(),
-      servers: this.queries.joinedServers(getConfig(this.env).serverName),
+      // Faster joins: a partial state knows few members; the servers from the join (joined_via first) come first.
+      servers: [...new Set([...(this.partial.info?.servers_in_room ?? []), ...this.queries.joinedServers(getConfig(this.env).serverName)])],
       out_of_band: oob ? outOfBandSummary(oob) : null,
     };
   }
@@ -997,6 +1021,33 @@ export class RoomDO extends DurableObject<Env> {
     return { extremities: extremities.slice(0, 5).map((e) => e.event_id), servers };
   }
   /**
+   * Inbound typing notifications and read receipts of remote users for this room (one transaction's, in order):
+   * admitted by the room's server ACL, for joined users only, receipts for events the user can see. One
+   * transaction and one delivery to local users for the lot. Returns how many changed something.
+   */
+  async fedRemoteEphemeral(origin: string, itemsJson: string, typingTimeoutMs: number): Promise<number> {
+    if (!this.room.exists || !serverAllowedByAcl(origin, this.federation.acl())) return 0;
+    type Item =
+      | { kind: "typing"; userId: string; typing: boolean }
+      | { kind: "receipt"; userId: string; eventId: string; threadId: string | null; ts: number };
+    const items = JSON.parse(itemsJson) as Item[];
+    const changed = this.transact(() => {
+      let n = 0;
+      for (const it of items) {
+        if (this.syncView.membershipOf(it.userId) !== "join") continue;
+        if (it.kind === "typing") {
+          if (this.ephemeral.setTyping(it.userId, it.typing, typingTimeoutMs)) n++;
+        } else if (this.syncView.canSee(it.userId, it.eventId) && this.ephemeral.putReceipt(it.userId, "m.read", it.threadId, it.eventId, it.ts)) {
+          n++;
+        }
+      }
+      return n;
+    });
+    if (changed > 0) void this.outbox.drain();
+    return changed;
+  }
+
+  /**
    * A room's entry for `/hierarchy` (spaces) as seen by `server`: its directory summary, its `m.space.child`
    * events, the rooms a restricted join rule allows, and whether the server has users in it. JSON, or null when
    * the room is not held here.
@@ -1043,6 +1094,10 @@ export class RoomDO extends DurableObject<Env> {
     joinPduJson: string,
     stateIds: string[],
     info: { servers_in_room: string[]; joined_via: string },
+    // Faster joins, joining side (src/federation/partial-join.ts): the state and its auth chain, checked by the
+    // Worker, in auth-chain order — stored as outliers in this same transaction (a fresh room has no row yet
+    // for storeOutliers to use).
+    outliersJson: string[] = [],
   ): Promise<Outcome> {
     const version = roomVersion(versionId);
     if (!version) return { status: "invalid", reason: `unknown room version ${versionId}` };
@@ -1050,12 +1105,25 @@ export class RoomDO extends DurableObject<Env> {
     let outcome: Outcome;
     try {
       outcome = this.transact(() => {
+        // Rejoining a room held from before (or still partial): same identity, the join is new or a retry.
+        if (this.room.exists && this.room.version.id !== version.id) throw new PartialJoinFailed({ status: "invalid", reason: "room version mismatch" });
         this.room.initialise(roomId, version);
         const joinId = computeEventIdFor(pdu, version);
+        const held = this.room.events.statusById(joinId);
+        if (held && !held.outlier) return { status: "duplicate" as const, event_id: joinId };
+        for (const json of outliersJson) this.room.storeOutlier(JSON.parse(json) as PDU);
+        const prior = this.partial.info; // still partial from an earlier join: keep its progress and servers
         this.partial.begin({ join_event_id: joinId, servers_in_room: info.servers_in_room, joined_via: info.joined_via });
+        if (prior) {
+          this.partial.update({ started_ts: prior.started_ts, events_completed: prior.events_completed, state_events_fetched: prior.state_events_fetched });
+          this.partial.addServers(prior.servers_in_room);
+        }
+        // Stale forward extremities (nobody of ours was in the room) are superseded by the join's state.
+        if (this.federation.localJoined() === 0) this.federation.beforeRemoteJoin();
         const prevStates = new Map((pdu.prev_events as string[]).map((p) => [typeof p === "string" ? p : (p as [string])[0], stateIds]));
         const result = this.room.accept(pdu, { local: true, prevStates, partialState: true });
         if (result.status !== "accepted") throw new PartialJoinFailed(result);
+        this.federation.afterRemoteJoin(pdu); // out-of-band memberships leave the timeline; backfill starts at the join
         this.timers.schedule(RESYNC_TASK, Date.now());
         return result;
       });
@@ -1081,9 +1149,11 @@ export class RoomDO extends DurableObject<Env> {
   }
 
   /** The room row and progress while partial (admin view, logs); null when fully stated. */
-  async partialStateInfo(): Promise<(PartialStateInfo & { events_left: number }) | null> {
+  async partialStateInfo(): Promise<(PartialStateInfo & { events_left: number; resync_due_ts: number | null }) | null> {
     const info = this.room.exists ? this.partial.info : undefined;
-    return info ? { ...info, events_left: this.partial.eventsLeft() } : null;
+    // Faster joins (admin view): when the next resync step is due (null: paused or running now).
+    const due = this.ctx.storage.sql.exec<{ due_ts: number }>("SELECT due_ts FROM tasks WHERE name = ?", RESYNC_TASK).toArray()[0];
+    return info ? { ...info, events_left: this.partial.eventsLeft(), resync_due_ts: due?.due_ts ?? null } : null;
   }
 
   /**
@@ -1112,6 +1182,16 @@ export class RoomDO extends DurableObject<Env> {
     return waiter !== undefined;
   }
 
+  /**
+   * Faster joins: whether `userId` is a remote user about whom a partially stated room knows nothing (their
+   * membership was omitted from the join's state): typing and receipts from them are accepted while partial.
+   */
+  private partialUnknownMember(userId: string): boolean {
+    if (!this.room.exists || !this.partial.isPartial) return false;
+    if (serverNameOf(userId) === getConfig(this.env).serverName) return false;
+    return this.ctx.storage.sql.exec("SELECT 1 FROM members WHERE user_id = ?", userId).toArray().length === 0;
+  }
+
   /** How many requests wait for full state (tests, metrics). */
   async fullStateWaiterCount(): Promise<number> {
     return this.fullStateWaiters.size;
@@ -1120,16 +1200,37 @@ export class RoomDO extends DurableObject<Env> {
   /** Runs resync steps until the room is fully stated, a step fails, or this invocation's batch is done. */
   private async resync(): Promise<void> {
     this.timers.done(RESYNC_TASK);
+    let localSteps = 0; // faster joins: completions from prev events (no network), bounded separately
     for (let i = 0; i < RESYNC_EVENTS_PER_ALARM; i++) {
       const info = this.partial.info;
       if (!info) return;
-      const next = this.partial.next();
+      // Faster joins: with nobody of ours in the room, residents refuse our requests and nobody here needs the
+      // state; the resync pauses until a local user joins again (beginPartialJoin schedules it).
+      if (this.federation.localJoined() === 0) {
+        if (info.last_error !== RESYNC_PAUSED) this.transact(() => this.partial.update({ last_error: RESYNC_PAUSED }));
+        console.log(`resync: ${this.room.roomId} paused: no local member in the room`);
+        return;
+      }
+      const next = this.partial.nextReady();
       if (!next) {
         if (this.transact(() => this.partial.finish())) {
-          console.log(`resync: ${this.room.roomId} is fully stated (${info.events_completed} events, ${info.state_events_fetched} state events fetched)`);
+          console.log(`resync: ${this.room.roomId} is fully stated (${info.events_completed} events, ${info.state_events_fetched} state events fetched, ${Date.now() - info.started_ts} ms after the join)`);
+          // Faster joins: every member is known now; the D1 directory (device-list tracking, user directory)
+          // gets them all — members known only from the state are outliers, unseen by the incremental pass.
+          await this.fedDirectoryAllMembers();
           return;
         }
         continue; // an event arrived meanwhile: complete it too
+      }
+      // Faster joins: an event whose prev events are all fully stated takes their state; no resident needed.
+      if (next.local) {
+        if (localSteps >= RESYNC_LOCAL_STEPS_PER_ALARM) break; // bounded work: the alarm comes back at once
+        const r = this.transact(() => this.partial.completeFromPrevs(next.event_id));
+        if (r.status !== "missing") {
+          localSteps++;
+          i--; // not a network step
+          continue;
+        }
       }
       const ours = getConfig(this.env).serverName;
       const servers = info.servers_in_room.filter((s) => s !== ours);
@@ -1139,6 +1240,7 @@ export class RoomDO extends DurableObject<Env> {
       }
       const server = servers[info.next_server % servers.length]!;
       try {
+        const stepStarted = Date.now();
         const { stateIds, fetched } = await fetchStateBefore(this.env, server, this.room.roomId, next.event_id);
         const result = this.transact(() => {
           const r = this.partial.complete(next.event_id, stateIds);
@@ -1147,6 +1249,7 @@ export class RoomDO extends DurableObject<Env> {
           return r;
         });
         if (result.status === "missing") throw new Error(`${server} named state events it could not provide: ${result.missing.slice(0, 3).join(", ")}`);
+        console.log(`resync: ${this.room.roomId} at ${next.event_id} via ${server}: ${stateIds.length} state events (${fetched} fetched) in ${Date.now() - stepStarted} ms; ${this.partial.eventsLeft()} events left`);
       } catch (e) {
         const failures = info.failures + 1;
         const message = String((e as Error)?.message ?? e).slice(0, 300);

@@ -33,6 +33,7 @@ import { redactEvent } from "../../src/protocol/redaction";
 import { serverNameOf } from "../../src/protocol/identifiers";
 import { parseHistoryVisibility, type HistoryVisibility } from "../../src/rooms/visibility";
 import { serverAllowedByAcl } from "../../src/federation/acl";
+import { selectPartialJoinState, type StateEntry } from "../../src/federation/partial-join-state"; // faster joins
 import type { Room } from "./room";
 import { MAX_PREV_EVENTS } from "./room";
 import type { Outbox } from "./outbox";
@@ -339,12 +340,14 @@ export class FederationRoom {
    * The send_join answer for an accepted join: the state before it and the auth chain of that state and of the
    * join (JSON text). `servers_in_room`: servers with joined members before the join.
    *
-   * Faster joins (next step): `omit_members` would drop member events from `state` here (keeping the heroes and
-   * those the remaining state needs) and set `members_omitted`; `servers_in_room` is already computed.
+   * Faster joins (`omitMembers`, src/federation/partial-join-state.ts): member events are left out of `state`
+   * except those the joiner needs, the auth chain leaves out what `state` already holds, and the answer says
+   * `members_omitted` (and the MSC3706 names).
    */
-  sendJoinAnswerJson(joinEventId: string, extra: Record<string, unknown>): string | FedError {
+  sendJoinAnswerJson(joinEventId: string, extra: Record<string, unknown>, omitMembers = false): string | FedError {
     const row = this.rowById(joinEventId);
     if (!row || row.stream_ordering === null) return fedError(404, "M_NOT_FOUND", `Could not find event ${joinEventId}`);
+    if (omitMembers) return this.partialSendJoinAnswerJson(row, extra); // faster joins
     const state = [...this.room.states.load(row.state_before).values()];
     const chain = new Set([...this.authChainOf(state), ...this.room.events.authChainNids(row.nid)]);
     const servers = new Set<string>();
@@ -358,6 +361,52 @@ export class FederationRoom {
       state: this.pdus(this.rowsByNid(state)),
       auth_chain: this.pdus(this.rowsByNid([...chain])),
       servers_in_room: [...servers].sort(),
+    });
+  }
+
+  /**
+   * Faster joins: the partial send_join answer (see `selectPartialJoinState`). Reads one small row per state
+   * event (the membership column, no JSON) and parses only the power levels, name and canonical alias.
+   */
+  private partialSendJoinAnswerJson(join: Row, extra: Record<string, unknown>): string {
+    const full = [...this.room.states.load(join.state_before).values()];
+    const entries: StateEntry[] = [];
+    for (let i = 0; i < full.length; i += 100) {
+      const chunk = full.slice(i, i + 100);
+      entries.push(
+        ...this.sql.exec<StateEntry>(
+          `SELECT nid, type, state_key, sender, membership, stream_ordering FROM events WHERE nid IN (${chunk.map(() => "?").join(",")})`,
+          ...chunk,
+        ).toArray(),
+      );
+    }
+    const lookup = this.room.lookupIn(this.room.states.load(join.state_before));
+    const nonEmpty = (v: unknown) => typeof v === "string" && v !== "";
+    const named = nonEmpty(lookup("m.room.name", "")?.content.name) || nonEmpty(lookup("m.room.canonical_alias", "")?.content.alias);
+    const users = lookup("m.room.power_levels", "")?.content.users;
+    const selection = selectPartialJoinState(entries, join.state_key ?? join.sender, {
+      named,
+      powerUsers: users && typeof users === "object" && !Array.isArray(users) ? (users as Record<string, unknown>) : undefined,
+      serverOf: (userId) => {
+        try {
+          return serverNameOf(userId);
+        } catch {
+          return undefined;
+        }
+      },
+    });
+    const kept = new Set(selection.state);
+    const chain = new Set([...this.authChainOf(selection.state), ...this.room.events.authChainNids(join.nid)]);
+    for (const nid of kept) chain.delete(nid);
+    return JSON.stringify({
+      ...extra,
+      origin: this.serverName,
+      members_omitted: true,
+      "org.matrix.msc3706.partial_state": true,
+      state: this.pdus(this.rowsByNid(selection.state)),
+      auth_chain: this.pdus(this.rowsByNid([...chain])),
+      servers_in_room: selection.servers_in_room,
+      "org.matrix.msc3706.servers_in_room": selection.servers_in_room,
     });
   }
 

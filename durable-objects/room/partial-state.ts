@@ -15,6 +15,7 @@
  */
 import type { Room } from "./room";
 import type { NidStateMap } from "./state-store";
+import type { EventRow } from "./event-store";
 
 /** The room row of a partially stated room. */
 export interface PartialStateInfo {
@@ -119,6 +120,59 @@ export class PartialState {
     if (missing.length > 0) return { status: "missing", event_id: eventId, missing };
 
     const before = this.room.states.createFromState(row.state_before, full);
+    return this.completeWith(row, before);
+  }
+
+  /**
+   * Faster joins (resync order): the earliest flagged event none of whose prev events is itself flagged, so
+   * events are completed parents first — also when some arrived before their prev events (stored first as
+   * outliers, placed later with a smaller nid). A DAG always has one while any event is flagged, so the resync
+   * terminates. `local`: all its prev events are held in the timeline (and, not being flagged, fully stated),
+   * so its full state is theirs resolved, with no network (`completeFromPrevs`); otherwise (the join, whose
+   * prev events we never held) a resident is asked for the state (`complete`).
+   */
+  nextReady(): { nid: number; event_id: string; local: boolean } | undefined {
+    const row = this.sql
+      .exec<{ nid: number; event_id: string }>(
+        `SELECT e.nid, e.event_id FROM events e WHERE e.partial_state = 1 AND e.outlier = 0
+           AND NOT EXISTS (SELECT 1 FROM prev_edges p JOIN events pe ON pe.event_id = p.prev_id
+                           WHERE p.event_nid = e.nid AND pe.partial_state = 1 AND pe.outlier = 0)
+         ORDER BY e.nid LIMIT 1`,
+      )
+      .toArray()[0];
+    if (!row) return undefined;
+    const prevs = this.sql
+      .exec<{ held: number }>(
+        `SELECT (pe.nid IS NOT NULL AND pe.outlier = 0 AND pe.state_after IS NOT NULL) AS held
+           FROM prev_edges p LEFT JOIN events pe ON pe.event_id = p.prev_id WHERE p.event_nid = ?`,
+        row.nid,
+      )
+      .toArray();
+    return { ...row, local: prevs.length > 0 && prevs.every((p) => p.held === 1) };
+  }
+
+  /**
+   * Faster joins: completes `eventId` from its prev events' (full) states — the state before it is their
+   * resolution, exactly as when an event is accepted. "missing" when a prev event is not held in the timeline
+   * or still partial (ask a resident instead). Must be called inside a storage transaction.
+   */
+  completeFromPrevs(eventId: string): CompleteResult {
+    const row = this.room.events.byId(eventId);
+    if (!row || row.partial_state === 0 || row.outlier === 1) return { status: "not_partial", event_id: eventId };
+    const groups: (number | null)[] = [];
+    const missing: string[] = [];
+    for (const { prev_id } of this.sql.exec<{ prev_id: string }>("SELECT prev_id FROM prev_edges WHERE event_nid = ?", row.nid).toArray()) {
+      const prev = this.room.events.statusById(prev_id);
+      if (!prev || prev.outlier === 1 || prev.state_after === null || prev.partial_state === 1) missing.push(prev_id);
+      else groups.push(prev.state_after);
+    }
+    if (missing.length > 0 || groups.length === 0) return { status: "missing", event_id: eventId, missing };
+    return this.completeWith(row, this.room.resolveGroups(groups));
+  }
+
+  /** Re-checks a flagged event against its full state `before` (a state group), records it, clears the flag. */
+  private completeWith(row: EventRow, before: number | null): CompleteResult {
+    const eventId = row.event_id;
     const event = this.room.events.authEvent(row.nid);
     const rejectedBefore = row.rejected !== null;
     // A failure against its own auth events does not depend on the room's state: it stays.
@@ -157,6 +211,8 @@ export class PartialState {
     if (!this.isPartial) return true;
     if (this.eventsLeft() > 0) return false;
     this.sql.exec("DELETE FROM meta WHERE key = ?", META_KEY);
+    // Faster joins: from now on the full membership says which servers get our events.
+    this.sql.exec("DELETE FROM meta WHERE key = 'servers_in_room'");
     this.room.refreshCurrentState();
     // Members' sync streams now include the room in eager syncs; tell them.
     this.room.notifyLocalMembers();

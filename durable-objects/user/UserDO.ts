@@ -84,6 +84,20 @@ export class UserDO extends DurableObject<Env> {
     this.e2eeKick(); // E2EE: deliver a queued device-list notice in the background (the alarm retries)
   }
 
+  /**
+   * Faster joins: the room, joined with partial state, is now fully stated (RoomDO outbox, consumer
+   * "user_full_state"). Eager syncs show it from now on, with its full state; and since its member list is now
+   * complete, device lists of everyone in it are re-announced (a remote member's list was not tracked while
+   * only the partial state was known).
+   */
+  async roomFullyStated(roomId: string): Promise<void> {
+    this.write(() => {
+      const row = this.rooms.get(roomId);
+      if (this.rooms.markFullyStated(roomId) && row?.membership === "join") this.e2eeMembershipChanged(roomId, "leave", "join");
+    });
+    this.e2eeKick();
+  }
+
   /** The room's typing notifications or receipts reached ephemeral position `position`. */
   async ephemeralAdvanced(roomId: string, position: number): Promise<void> {
     this.write(() => this.rooms.advanceEphemeral(roomId, position));
@@ -266,6 +280,10 @@ export class UserDO extends DurableObject<Env> {
   }
   async receiveToDevice(userId: string, d: Pick<ToDeviceDelivery, "sender" | "type" | "message_id" | "messages">): Promise<number> {
     return this.e2ee.receiveToDevice(userId, d);
+  }
+  /** Federation: the to-device messages of one inbound transaction for this user, in one write. */
+  async receiveToDeviceMany(userId: string, ds: Pick<ToDeviceDelivery, "sender" | "type" | "message_id" | "messages">[]): Promise<number> {
+    return this.e2ee.receiveToDeviceMany(userId, ds);
   }
   async createKeyBackup(algorithm: string, authData: string): Promise<Outcome<string>> {
     return this.e2ee.createBackup(algorithm, authData);

@@ -84,6 +84,32 @@ export class UserRooms {
     ).rowsWritten;
   }
 
+  /**
+   * Faster joins: records that the room, joined with partial state, is now fully stated — an eager sync then
+   * shows it as if newly joined (see sync-plan.ts). Room log kind 'full_state' (room_pos: the room position
+   * then). A repeated notice with no room news in between is ignored. Returns whether anything changed.
+   */
+  markFullyStated(roomId: string, now = Date.now()): boolean {
+    const row = this.get(roomId);
+    if (!row) return false;
+    const last = this.sql
+      .exec<{ kind: string }>("SELECT kind FROM room_log WHERE room_id = ? AND kind IN ('events', 'full_state') ORDER BY pos DESC LIMIT 1", roomId)
+      .toArray()[0];
+    if (last?.kind === "full_state") return false;
+    const pos = this.stream.next();
+    this.sql.exec("UPDATE rooms SET updated_pos = ? WHERE room_id = ?", pos, roomId);
+    this.sql.exec(
+      "INSERT INTO room_log (pos, room_id, kind, room_pos, membership, ts) VALUES (?, ?, 'full_state', ?, ?, ?)",
+      pos, roomId, row.room_pos, row.membership, now,
+    );
+    return true;
+  }
+
+  /** Faster joins: whether the room became fully stated after user stream position `since`. */
+  fullyStatedSince(roomId: string, since: number): boolean {
+    return this.sql.exec("SELECT 1 FROM room_log WHERE room_id = ? AND kind = 'full_state' AND pos > ? LIMIT 1", roomId, since).toArray().length > 0;
+  }
+
   /** Records that the room's typing/receipts reached `ephPos`. Only for rooms already known. */
   advanceEphemeral(roomId: string, ephPos: number, now = Date.now()): boolean {
     const row = this.get(roomId);

@@ -17,6 +17,11 @@ export interface SyncPlanRequest {
   since: number | null;
   fullState: boolean;
   includeLeave: boolean;
+  /**
+   * Faster joins: whether the sync lazy-loads members. An eager sync never saw a room while it was partially
+   * stated, so a room that became fully stated since the token starts afresh (full state), as if newly joined.
+   */
+  lazyMembers?: boolean;
 }
 
 export interface PlannedRoom {
@@ -106,8 +111,9 @@ export function planSync(
     const changedMembership = then?.membership !== row.membership;
     switch (row.membership) {
       case "join":
-        // A room joined before the token continues from where the client was; a new join starts afresh.
-        if (!changedMembership) entry.from = then!.room_pos;
+        // A room joined before the token continues from where the client was; a new join starts afresh. So
+        // does, for an eager sync, a room that became fully stated since (faster joins).
+        if (!changedMembership && !(req.lazyMembers !== true && rooms.fullyStatedSince(row.room_id, since))) entry.from = then!.room_pos;
         planned.push(entry);
         break;
       case "invite":

@@ -16,9 +16,8 @@
  * Knocks take the same path with make_knock / send_knock; the knock is stored as an out-of-band membership with
  * the `knock_room_state` the resident answered.
  *
- * Faster joins (next step): ask send_join v2 with `omit_members=true`; when the answer has `members_omitted`,
- * hand the join, the reduced state and `servers_in_room` to `RoomDO.beginPartialJoin` instead of
- * `fedPersistRemoteJoin` (see `persistJoin` below). Today such an answer is refused and the next server tried.
+ * Faster joins: send_join v2 asks for partial state (`omit_members=true`, unless PARTIAL_JOINS is off); an answer
+ * with `members_omitted` is checked and persisted by `persistPartialJoin` (partial-join.ts, docs/faster-joins.md).
  */
 import type { Env } from "../env";
 import type { JsonObject, PDU } from "../protocol/events";
@@ -34,6 +33,7 @@ import { FederationClient, FederationRequestError, seg } from "./client";
 import { KeyStore } from "./keys";
 import { checkPdus, sortByAuthChain, type CheckedPdu } from "./pdu-checks";
 import { checkStrippedState } from "./invite";
+import { membersOmitted, persistPartialJoin, PARTIAL_JOIN_QUERY } from "./partial-join"; // faster joins
 
 function roomStub(env: Env, roomId: string) {
   return env.ROOMS.get(env.ROOMS.idFromName(roomId));
@@ -114,11 +114,17 @@ export function remoteFailure(errors: unknown[], what: string): MatrixError {
   return new MatrixError(502, "M_UNKNOWN", `Could not ${what} through any server: ${last instanceof Error ? last.message : String(last)}`);
 }
 
-/** `PUT send_*` through v2, falling back to v1 (`[200, body]`) for servers without it. */
-export async function putV2OrV1<T>(client: FederationClient, server: string, kind: "send_join" | "send_leave", roomId: string, eventId: string, body: unknown): Promise<T> {
+/**
+ * `PUT send_*` through v2, falling back to v1 (`[200, body]`) for servers without it. `v2Query`: query
+ * parameters of the v2 request (faster joins: `omit_members`).
+ */
+export async function putV2OrV1<T>(
+  client: FederationClient, server: string, kind: "send_join" | "send_leave", roomId: string, eventId: string, body: unknown,
+  v2Query?: Record<string, string>,
+): Promise<T> {
   const path = (v: string) => `/_matrix/federation/${v}/${kind}/${seg(roomId)}/${seg(eventId)}`;
   try {
-    return await client.request<T>(server, "PUT", path("v2"), body);
+    return await client.request<T>(server, "PUT", path("v2"), body, v2Query ? { query: v2Query } : {});
   } catch (e) {
     const unsupported = e instanceof FederationRequestError && (e.status === 404 || e.status === 405) && (e.errcode === undefined || e.errcode === "M_UNRECOGNIZED");
     if (!unsupported) throw e;
@@ -170,16 +176,27 @@ async function joinVia(env: Env, client: FederationClient, server: string, req: 
     { query: { ver: supportedRoomVersions() } },
   );
   const { pdu, eventId, version } = await signedFromTemplate(env, template, { roomId: req.roomId, userId, membership: "join", content: req.content });
-  const answer = await putV2OrV1<SendJoinAnswer>(client, server, "send_join", req.roomId, eventId, toFederationPdu(pdu, version));
-  await persistJoin(env, server, req.roomId, version, pdu, eventId, answer);
+  // Faster joins (docs/faster-joins.md): ask for partial state unless PARTIAL_JOINS is off. A resident that does
+  // not support it answers with the full state, which is persisted as usual (v1 never has partial state).
+  const partial = getConfig(env).partialJoins;
+  const answer = await putV2OrV1<SendJoinAnswer>(
+    client, server, "send_join", req.roomId, eventId, toFederationPdu(pdu, version), partial ? PARTIAL_JOIN_QUERY : undefined,
+  );
+  await persistJoin(env, server, req.roomId, version, pdu, eventId, answer, partial);
 }
 
 /**
  * Checks a send_join answer and persists the join with it. The resident's copy of the event replaces ours when
  * it is the same event (same ID) — it carries the authorising server's signature of a restricted join.
  */
-export async function persistJoin(env: Env, server: string, roomId: string, version: RoomVersion, ours: PDU, eventId: string, answer: SendJoinAnswer): Promise<void> {
-  if (answer.members_omitted === true) throw new BadResidentAnswer("partial state was not asked for");
+export async function persistJoin(
+  env: Env, server: string, roomId: string, version: RoomVersion, ours: PDU, eventId: string, answer: SendJoinAnswer,
+  partialAsked = false, // faster joins: an answer with members omitted goes to persistPartialJoin
+): Promise<void> {
+  if (membersOmitted(answer)) {
+    if (!partialAsked) throw new BadResidentAnswer("partial state was not asked for");
+    return persistPartialJoin(env, server, roomId, version, ours, eventId, answer);
+  }
   if (!Array.isArray(answer.state) || !Array.isArray(answer.auth_chain)) throw new BadResidentAnswer("send_join answer lacks state or auth_chain");
   let join = ours;
   if (isObject(answer.event)) {

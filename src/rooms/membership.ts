@@ -76,7 +76,10 @@ export async function joinRoom(
   const userId = requester.userId;
   const content = withReason({ membership: "join", ...(await memberProfile(env.DB, userId)) }, reason);
   const info = await roomStub(env, roomId).clientInfo(userId);
-  if (!info || !isResident(info)) {
+  // Faster joins: while the room is partially stated, a new member joins through a resident server, which can
+  // check the join against the full state (docs/faster-joins.md).
+  const partial = info !== null && isResident(info) && info.membership !== "join" && (await roomStub(env, roomId).federationInfo())?.partial_state === true;
+  if (!info || !isResident(info) || partial) {
     return federationHooks.remoteJoin(env, { requester, roomId, servers: [...new Set([...via, ...servers])], content });
   }
   if (requester.isGuest && !info.guest_can_join && info.membership !== "join") throw forbidden("Guest access not allowed");

@@ -11,10 +11,11 @@ import type { AppEnv, AppContext } from "../../http/app";
 import { requireAuth } from "../../http/auth";
 import { invalidParam, missingParam } from "../../http/errors";
 import { parseRoomEventFilter } from "../../rooms/filter";
-import { queryResponse, requireEventId, requireRoomId, roomStub } from "../../rooms/common";
+import { queryResponse, requireEventId, requireRoomId, roomStub, serverName } from "../../rooms/common";
 import type { ClientReadRequest, Viewer } from "../../../durable-objects/room/queries";
 import { roomTokenForSyncToken } from "../../sync/tokens";
 import { maybeBackfill } from "../../federation/backfill";
+import { awaitFullStateForRead, readNeedsFullState } from "../../federation/partial-join"; // faster joins
 
 export const messageRoutes = new Hono<AppEnv>();
 /** Routes under /_matrix/client/v1. */
@@ -30,6 +31,13 @@ function viewer(c: AppContext): Viewer {
 
 async function read(c: AppContext, req: ClientReadRequest): Promise<Response> {
   const roomId = requireRoomId(c.req.param("roomId")!);
+  // Faster joins: reads that need every member wait while the room is partially stated (cancelled with the request).
+  if (readNeedsFullState(req, serverName(c.env))) {
+    const refused = await awaitFullStateForRead(c.env, roomId, () => roomStub(c.env, roomId).clientRead(viewer(c), req), c.req.raw.signal, (p) =>
+      c.executionCtx.waitUntil(p),
+    );
+    if (refused) return queryResponse(refused);
+  }
   return queryResponse(await roomStub(c.env, roomId).clientRead(viewer(c), req));
 }
 

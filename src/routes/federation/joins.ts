@@ -8,8 +8,8 @@
  * our signature when we authorise a restricted join, accepts it, passes it on to the room's other servers and
  * answers with the state before the join and its auth chain (v1 wraps the answer in `[200, …]`).
  *
- * Faster joins (next step): `omit_members` / `org.matrix.msc3706.partial_state` on send_join v2 would ask the
- * RoomDO for the reduced state (see `FederationRoom.sendJoinAnswerJson`); `servers_in_room` is already sent.
+ * Faster joins: `omit_members=true` (or MSC3706's `org.matrix.msc3706.partial_state=true`) on send_join v2 gets
+ * the partial state (`members_omitted`; see `FederationRoom.sendJoinAnswerJson` and docs/faster-joins.md).
  */
 import { Hono } from "hono";
 import type { AppEnv, AppContext } from "../../http/app";
@@ -23,6 +23,7 @@ import { answer, eventIdParam, roomIdParam, roomStub, userIdParam } from "./comm
 import {
   checkMembershipShape, checkSignaturesAndHash, heldRoomVersion, meetsAllowRule, restrictedJoinAuthoriser, signAsUs,
 } from "../../federation/resident";
+import { omitMembersRequested } from "../../federation/partial-join"; // faster joins (docs/faster-joins.md)
 
 export const federationJoins = new Hono<AppEnv>();
 
@@ -75,7 +76,9 @@ async function sendJoin(c: AppContext, v1: boolean): Promise<Response> {
     signedByUs = true;
   }
   await checkSignaturesAndHash(c.env, pdu, version, roomId);
-  const res = await stub.fedSendMembership(origin, JSON.stringify(pdu), "join", signedByUs);
+  // Faster joins: v2's `omit_members` (and MSC3706's `org.matrix.msc3706.partial_state`) ask for partial state.
+  const omitMembers = !v1 && omitMembersRequested((name) => c.req.query(name));
+  const res = await stub.fedSendMembership(origin, JSON.stringify(pdu), "join", signedByUs, omitMembers);
   if (v1 && res.status === 200) return c.json([200, JSON.parse(res.body) as unknown]);
   return answer(res);
 }
