@@ -231,6 +231,10 @@ export async function initialEvents(
   return out;
 }
 
+/** Tries at a room ID whose create event is not taken, and how far back (ms) a retry may move its timestamp. */
+const CREATE_ATTEMPTS = 8;
+const CREATE_TS_JITTER_MS = 5_000;
+
 export async function createRoom(env: Env, requester: Requester, body: Record<string, unknown>): Promise<{ room_id: string }> {
   const req = parseCreateRoomBody(body);
   const creator = requester.userId;
@@ -262,9 +266,11 @@ export async function createRoom(env: Env, requester: Requester, body: Record<st
   const keys = await getServerKeys(env);
   const now = Date.now();
   for (let attempt = 0; ; attempt++) {
-    // A v12 room ID is the create event's hash: an identical create event in the same millisecond would
-    // collide, so a retry moves the timestamp back.
-    const { pdu, roomId } = buildCreateEvent({ creator, version: req.version, serverName: server, signingKey: keys.current, content, now: now - attempt });
+    // A v12 room ID is the create event's hash: identical create events with the same timestamp collide. The
+    // Workers clock stands still between I/O, so simultaneous requests often read the same time; a retry moves
+    // the timestamp back by a random amount (a fixed step would collide again with the other retries).
+    const ts = attempt === 0 ? now : now - 1 - Math.floor(Math.random() * CREATE_TS_JITTER_MS);
+    const { pdu, roomId } = buildCreateEvent({ creator, version: req.version, serverName: server, signingKey: keys.current, content, now: ts });
     if (alias !== undefined && !(await insertAlias(env.DB, alias, roomId, creator))) {
       throw matrixError(400, "M_ROOM_IN_USE", "Room alias already taken");
     }
@@ -273,7 +279,7 @@ export async function createRoom(env: Env, requester: Requester, body: Record<st
     const failed = results.find((r) => !r.ok);
     if (failed && !failed.ok) {
       if (alias !== undefined) await deleteAlias(env.DB, alias);
-      if (/room already exists/.test(failed.error) && attempt < 3) continue;
+      if (/room already exists/.test(failed.error) && attempt < CREATE_ATTEMPTS - 1) continue;
       throw matrixError(400, "M_INVALID_ROOM_STATE", `The initial state is invalid: ${failed.error.replace(/^(state before event|auth events): /, "")}`);
     }
     if (req.visibility === "public") await setPublished(env.DB, roomId, true);
