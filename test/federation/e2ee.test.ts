@@ -4,7 +4,7 @@
  * messages both ways.
  */
 import { beforeEach, describe, expect, it } from "vitest";
-import { api, createRoom, e, enc, newUser, sync, V3, waitFor, type ScenarioUser } from "./servers";
+import { api, createRoom, e, enc, fullyStated, newUser, sync, V3, waitFor, type ScenarioUser } from "./servers";
 import { crossSigningSet, deviceKeysOf, oneTimeKeys, type Device } from "../client/keys-helpers";
 
 beforeEach(() => {
@@ -24,6 +24,7 @@ async function pair() {
   const roomId = await createRoom(alice);
   await api(bob, "POST", `${V3}/join/${enc(roomId)}?server_name=hs2.test`, {});
   await waitFor(async () => (await api(alice, "GET", `${V3}/rooms/${enc(roomId)}/joined_members`)).joined[bob.userId], "bob joined on hs2");
+  await fullyStated(roomId); // faster joins: remote members' device lists are tracked once the resync is done
   return { alice, bob, roomId };
 }
 

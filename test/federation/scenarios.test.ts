@@ -9,7 +9,7 @@ import { runInDurableObject } from "cloudflare:test";
 import type { DestinationDO } from "../../durable-objects/destination/DestinationDO";
 import { setFederationFetch } from "../../src/federation/fetch";
 import { roomStub } from "../rooms/helpers";
-import { api, bodies, createRoom, e, enc, newUser, paginateBack, sendText, sync, V3, waitFor, type ScenarioUser } from "./servers";
+import { api, bodies, createRoom, e, enc, fullyStated, newUser, paginateBack, sendText, sync, V3, waitFor, type ScenarioUser } from "./servers";
 
 beforeEach(() => {
   if (e.FEDERATION_HARNESS_ERROR) throw new Error(e.FEDERATION_HARNESS_ERROR);
@@ -30,6 +30,7 @@ describe("remote joins", () => {
 
     const joined = await api<{ room_id: string }>(bob, "POST", `${V3}/join/${enc(roomId)}?server_name=hs2.test`, {});
     expect(joined.room_id).toBe(roomId);
+    await fullyStated(roomId); // faster joins: eager syncs show the room once its resync is done
 
     // bob's sync shows the room with its state at once (read-your-writes for the join).
     const s = await sync(bob);
@@ -83,6 +84,7 @@ describe("aliases, invites, leaves and knocks", () => {
 
     // Joining an invite-only room works through the inviting server, without naming it.
     await api(carol, "POST", `${V3}/rooms/${enc(roomId)}/join`, {});
+    await fullyStated(roomId); // faster joins: eager syncs show the room once its resync is done
     const after = await sync(carol, s.next_batch);
     expect(after.rooms.join[roomId]).toBeDefined();
     expect(after.rooms.invite?.[roomId]).toBeUndefined();
@@ -161,6 +163,7 @@ describe("backfill", () => {
       sent.push(body);
     }
     await api(bob, "POST", `${V3}/join/${enc(roomId)}?server_name=hs2.test`, {});
+    await fullyStated(roomId); // faster joins: eager syncs show the room once its resync is done
     const first = await sync(bob);
     const { bodies: seen, pages } = await paginateBack(bob, roomId, 50);
     expect(seen).toEqual([...sent].reverse());
@@ -218,6 +221,7 @@ describe("restricted joins, server ACLs, visibility for servers", () => {
     // A server admitted at first and denied later: what it sends is no longer accepted.
     await api(bob, "POST", `${V3}/join/${enc(roomId)}?server_name=hs2.test`, {});
     await waitFor(async () => (await api(alice, "GET", `${V3}/rooms/${enc(roomId)}/joined_members`)).joined[bob.userId], "bob on hs2");
+    await fullyStated(roomId); // faster joins: once denied, test.local could not finish its resync
     await api(alice, "PUT", `${V3}/rooms/${enc(roomId)}/state/m.room.server_acl/`, { allow: ["*"], deny: ["hs3.test", "test.local"] });
     await waitFor(async () => (await api(bob, "GET", `${V3}/rooms/${enc(roomId)}/state/m.room.server_acl/`)).deny?.includes("test.local"), "the ACL here");
     await sendText(bob, roomId, "am I still heard?");

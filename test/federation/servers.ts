@@ -89,6 +89,15 @@ export async function waitFor<T>(probe: () => Promise<T>, what: string, timeoutM
   }
 }
 
+/**
+ * Faster joins (docs/faster-joins.md): waits until test.local holds `roomId` fully stated — a remote join is made
+ * with partial state, and eager syncs show the room (and remote members' device lists are tracked) once its
+ * resync is done.
+ */
+export async function fullyStated(roomId: string): Promise<void> {
+  await waitFor(async () => (await e.ROOMS.get(e.ROOMS.idFromName(roomId)).partialStateInfo()) === null, `${roomId} fully stated here`);
+}
+
 /** A sync of `user` (initial, or since `since`), without waiting. */
 export async function sync(user: ScenarioUser, since?: string, filter?: unknown): Promise<Record<string, any>> {
   const q = new URLSearchParams({ timeout: "0" });
