@@ -206,6 +206,15 @@ export class E2eeService {
     return this.host.write(() => this.toDevice.receive(d, devices));
   }
 
+  /** Federation: several messages for this user (one inbound transaction's), one device lookup and one write. */
+  async receiveToDeviceMany(userId: string, ds: Pick<ToDeviceDelivery, "sender" | "type" | "message_id" | "messages">[]): Promise<number> {
+    const { results } = await this.host.env.DB.prepare("SELECT device_id FROM devices WHERE user_id = ?")
+      .bind(userId)
+      .all<{ device_id: string }>();
+    const devices = results.map((r) => r.device_id);
+    return this.host.write(() => ds.reduce((n, d) => n + this.toDevice.receive(d, devices), 0));
+  }
+
   // ---------------------------------------------------------------------------------------------------------
   // Key backup
 

@@ -107,6 +107,19 @@ export async function receiveRemoteToDevice(env: Env, msg: InboundToDevice): Pro
   });
 }
 
+/** Federation: one inbound transaction's messages for one recipient, delivered in one UserDO call. */
+export async function receiveRemoteToDeviceMany(env: Env, recipient: string, msgs: InboundToDevice[]): Promise<void> {
+  await env.USERS.get(env.USERS.idFromName(recipient)).receiveToDeviceMany(
+    recipient,
+    msgs.map((msg) => ({
+      sender: msg.sender,
+      type: msg.type,
+      message_id: msg.messageId ? `${msg.sender}|${msg.messageId}` : crypto.randomUUID(),
+      messages: { [msg.deviceId]: JSON.stringify(msg.content) },
+    })),
+  );
+}
+
 /** Local users who share a joined room with `userId`, per the D1 room_members directory. */
 async function localUsersSharingRoomWith(env: Env, userId: string): Promise<string[]> {
   const suffix = `:${getConfig(env).serverName}`;

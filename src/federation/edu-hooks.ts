@@ -14,7 +14,7 @@
  *   refetch. Implemented.
  */
 import type { Env } from "../env";
-import { receiveRemoteToDevice, remoteDeviceListChanged } from "../e2ee/federation";
+import { receiveRemoteToDevice, receiveRemoteToDeviceMany, remoteDeviceListChanged } from "../e2ee/federation";
 import { applyDeviceListUpdate, applySigningKeyUpdate } from "./remote-keys";
 
 /** How long a remote user's typing notification lasts (federation EDUs carry no timeout). */
@@ -52,7 +52,16 @@ export interface UserEdu {
   content: Record<string, unknown>;
 }
 
+/** A typing notification or read receipt of one room, as applied in a batch (`ephemeral`). */
+export type RoomEphemeralEdu =
+  | { kind: "typing"; userId: string; typing: boolean }
+  | { kind: "receipt"; userId: string; eventId: string; threadId: string | null; ts: number };
+
 export interface InboundEduHooks {
+  /** A transaction's typing notifications and read receipts for one room, in order (one RoomDO call). */
+  ephemeral(env: Env, origin: string, roomId: string, edus: RoomEphemeralEdu[]): Promise<void>;
+  /** A transaction's to-device messages for one local user (one UserDO call). */
+  toDeviceMany(env: Env, origin: string, recipient: string, msgs: ToDeviceMessage[]): Promise<void>;
   typing(env: Env, origin: string, edu: TypingEdu): Promise<void>;
   receipt(env: Env, origin: string, edu: ReceiptEdu): Promise<void>;
   presence(env: Env, origin: string, edu: PresenceEdu): Promise<void>;
@@ -66,6 +75,13 @@ function room(env: Env, roomId: string) {
 }
 
 export const inboundEduHooks: InboundEduHooks = {
+  async ephemeral(env, origin, roomId, edus) {
+    // The RoomDO checks the room's ACL, that each user is joined, and that receipts name events they can see.
+    await room(env, roomId).fedRemoteEphemeral(origin, JSON.stringify(edus), FEDERATION_TYPING_TIMEOUT_MS);
+  },
+  async toDeviceMany(env, _origin, recipient, msgs) {
+    await receiveRemoteToDeviceMany(env, recipient, msgs);
+  },
   async typing(env, _origin, edu) {
     // Not joined / unknown room: the RoomDO refuses, and the EDU is dropped.
     await room(env, edu.roomId).setTyping(edu.userId, edu.typing, FEDERATION_TYPING_TIMEOUT_MS);

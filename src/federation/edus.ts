@@ -8,14 +8,7 @@
 import type { Env } from "../env";
 import { getConfig } from "../config";
 import { isValidRoomId, isValidUserId, serverNameOf } from "../protocol/identifiers";
-import { inboundEduHooks } from "./edu-hooks";
-import { serverAllowedByAcl } from "./acl";
-
-/** Whether the room is known here and its server ACL lets `origin` in (room-scoped EDUs: typing, receipts). */
-async function roomAdmits(env: Env, roomId: string, origin: string): Promise<boolean> {
-  const info = await env.ROOMS.get(env.ROOMS.idFromName(roomId)).federationInfo();
-  return info !== null && serverAllowedByAcl(origin, info.server_acl === null ? null : JSON.parse(info.server_acl));
-}
+import { inboundEduHooks, type RoomEphemeralEdu, type ToDeviceMessage } from "./edu-hooks";
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -26,31 +19,64 @@ function isUserOf(userId: unknown, server: string): userId is string {
   return isValidUserId(userId) && serverNameOf(userId) === server;
 }
 
+/**
+ * Applies a transaction's EDUs. Typing notifications and receipts are gathered per room and to-device messages
+ * per recipient, and each group is applied with one call (one RoomDO / UserDO transaction and one delivery to
+ * local users), in the order they came: a transaction holds up to 100 EDUs, one call each would cost far more.
+ */
 export async function handleEdus(env: Env, origin: string, edus: readonly unknown[]): Promise<void> {
+  const batch: EduBatch = { ephemeral: new Map(), toDevice: new Map() };
   for (const edu of edus) {
     if (!isObject(edu) || typeof edu.edu_type !== "string" || !isObject(edu.content)) continue;
     try {
-      await handleEdu(env, origin, edu.edu_type, edu.content);
+      await handleEdu(env, origin, edu.edu_type, edu.content, batch);
     } catch (e) {
       console.warn(`federation: ${edu.edu_type} EDU from ${origin} failed: ${(e as Error).message}`);
     }
   }
+  await Promise.all([
+    ...[...batch.ephemeral].map(async ([roomId, items]) => {
+      try {
+        await inboundEduHooks.ephemeral(env, origin, roomId, items);
+      } catch (e) {
+        console.warn(`federation: typing/receipt EDUs from ${origin} for ${roomId} failed: ${(e as Error).message}`);
+      }
+    }),
+    ...[...batch.toDevice].map(async ([recipient, msgs]) => {
+      try {
+        await inboundEduHooks.toDeviceMany(env, origin, recipient, msgs);
+      } catch (e) {
+        console.warn(`federation: to-device EDUs from ${origin} for ${recipient} failed: ${(e as Error).message}`);
+      }
+    }),
+  ]);
 }
 
-async function handleEdu(env: Env, origin: string, type: string, content: Record<string, unknown>): Promise<void> {
+/** EDUs gathered for one call per room (typing, receipts) and per recipient (to-device). */
+interface EduBatch {
+  ephemeral: Map<string, RoomEphemeralEdu[]>;
+  toDevice: Map<string, ToDeviceMessage[]>;
+}
+
+function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
+async function handleEdu(env: Env, origin: string, type: string, content: Record<string, unknown>, batch: EduBatch): Promise<void> {
   const ours = getConfig(env).serverName;
   switch (type) {
     case "m.typing": {
       const { room_id, user_id, typing } = content;
       if (!isValidRoomId(room_id) || !isUserOf(user_id, origin) || typeof typing !== "boolean") return;
-      if (!(await roomAdmits(env, room_id, origin))) return;
-      await inboundEduHooks.typing(env, origin, { roomId: room_id, userId: user_id, typing });
+      // The room's ACL is checked by the RoomDO when the batch is applied.
+      push(batch.ephemeral, room_id, { kind: "typing", userId: user_id, typing });
       return;
     }
     case "m.receipt": {
       for (const [roomId, byType] of Object.entries(content)) {
         if (!isValidRoomId(roomId) || !isObject(byType)) continue;
-        if (!(await roomAdmits(env, roomId, origin))) continue;
         const read = byType["m.read"]; // the only receipt type that is federated
         if (!isObject(read)) continue;
         for (const [userId, receipt] of Object.entries(read)) {
@@ -60,15 +86,15 @@ async function handleEdu(env: Env, origin: string, type: string, content: Record
           const data = isObject(receipt.data) ? receipt.data : {};
           const threadId = typeof data.thread_id === "string" ? data.thread_id : null;
           const ts = typeof data.ts === "number" ? data.ts : Date.now();
-          await inboundEduHooks.receipt(env, origin, { roomId, userId, receiptType: "m.read", eventIds, threadId, ts });
+          for (const eventId of eventIds.slice(0, 10)) push(batch.ephemeral, roomId, { kind: "receipt", userId, eventId, threadId, ts });
         }
       }
       return;
     }
     case "m.presence": {
-      const push = content.push;
-      if (!Array.isArray(push)) return;
-      for (const p of push) {
+      const pushList = content.push;
+      if (!Array.isArray(pushList)) return;
+      for (const p of pushList) {
         if (!isObject(p) || !isUserOf(p.user_id, origin) || typeof p.presence !== "string") continue;
         await inboundEduHooks.presence(env, origin, { userId: p.user_id, content: p });
       }
@@ -83,7 +109,7 @@ async function handleEdu(env: Env, origin: string, type: string, content: Record
         if (!isUserOf(recipient, ours) || !isObject(byDevice)) continue;
         for (const [deviceId, body] of Object.entries(byDevice)) {
           if (!isObject(body)) continue;
-          await inboundEduHooks.toDevice(env, origin, { sender, type: eventType, messageId, recipient, deviceId, content: body });
+          push(batch.toDevice, recipient, { sender, type: eventType, messageId, recipient, deviceId, content: body });
         }
       }
       return;

@@ -205,13 +205,20 @@ export class InboundRoom {
       return results;
     }
     const checked = await checkPdus(raws, version, this.roomId, this.keys);
+    // One RoomDO call for the whole batch, in order (each event its own transaction there); only the events that
+    // lack prev or auth events then take the slow path one by one, in order, fetching what they need.
+    const good = checked.filter((c): c is Extract<CheckedPdu, { ok: true }> => c.ok);
+    const first = good.length > 0 ? await this.stub.receive(good.map((c) => c.pdu)) : [];
+    const firstOutcome = new Map(good.map((c, i) => [c.eventId, first[i]!]));
     for (const c of checked) {
       if (!c.ok) {
         if (c.eventId) results[c.eventId] = { error: c.error };
         continue;
       }
       try {
-        results[c.eventId] = resultOf(await this.processEvent(c.pdu, c.eventId, true));
+        const outcome = firstOutcome.get(c.eventId);
+        const done = outcome && outcome.status !== "missing_prevs" && outcome.status !== "missing_auth";
+        results[c.eventId] = resultOf(done ? outcome : await this.processEvent(c.pdu, c.eventId, true));
       } catch (e) {
         console.warn(`federation: ${c.eventId} from ${this.origin}: ${(e as Error).message}`);
         results[c.eventId] = { error: `could not process the event: ${(e as Error).message}` };

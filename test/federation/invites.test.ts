@@ -104,8 +104,11 @@ describe("invites from other servers", () => {
     expect(await errcode(room.invite("@ghost:test.local"), {}, 404)).toBe("M_NOT_FOUND");
     expect(await errcode(room.invite(bob.userId, { sender: "@someone:elsewhere.test" }), {}, 400)).toBe("M_INVALID_PARAM");
     expect(await errcode(room.invite(bob.userId, { content: { membership: "join" } }), {}, 400)).toBe("M_INVALID_PARAM");
-    const forged = remote.event(room.version, { ...(inv.pdu as never), origin_server_ts: 1 } as never, generateSigningKey("rogue"));
-    expect(await errcode({ pdu: { ...forged.pdu, signatures: { [remote.name]: { [remote.key.keyId]: "AAAA" } } }, eventId: forged.eventId }, {}, 400)).toBe("M_INVALID_PARAM");
+    // Signed with a key the server never published, and with a signature by its key that does not verify.
+    const rogue = room.invite(bob.userId, { origin_server_ts: 7 });
+    const byRogue = remote.event(room.version, { ...(rogue.pdu as unknown as Record<string, unknown>), signatures: {} } as never, generateSigningKey("rogue"));
+    expect(await errcode({ pdu: { ...byRogue.pdu, signatures: { [remote.name]: byRogue.pdu.signatures[remote.name]! } }, eventId: byRogue.eventId }, {}, 400)).toBe("M_INVALID_PARAM");
+    expect(await errcode({ pdu: { ...rogue.pdu, signatures: { [remote.name]: { [remote.key.keyId]: "AAAA" } } }, eventId: rogue.eventId }, {}, 400)).toBe("M_INVALID_PARAM");
     const other = room.invite(bob.userId, { origin_server_ts: 42 });
     const res = await remote.request("PUT", `${F2}/invite/${encodeURIComponent(room.roomId)}/${encodeURIComponent(inv.eventId)}`, {
       room_version: "10", event: other.pdu, invite_room_state: [],
