@@ -19,6 +19,7 @@ import { resolveState } from "../src/protocol/state-res";
 import { buildForkedRoom, type ForkedRoom } from "../test/helpers/state-res-room";
 
 import { RoomDO } from "../durable-objects/room/RoomDO";
+import { federationBenchRoute } from "./federation-routes"; // bench/federation.mjs
 export { RoomDO, UserDO, DestinationDO, RateLimiterDO, AppServiceDO } from "../src/index";
 
 /**
@@ -277,6 +278,8 @@ export default {
       const clientRoute = CLIENT_ROUTES[path];
       if (clientRoute) return await clientRoute(request, env, url.searchParams);
       // ---- end bench/client.mjs ----
+      // ---- bench/federation.mjs: setup and request builders (bench/federation-routes.ts) ----
+      if (path.startsWith("federation/")) return (await federationBenchRoute(path, env, url.searchParams, request)) ?? json({ error: `no route ${path}` }, 404);
       if (path === "rooms/storage") return json(await storageReport(env, url.searchParams));
       const run = CASES[path];
       if (!run) return json({ error: `no benchmark case ${JSON.stringify(path)}` }, 404);

@@ -64,14 +64,17 @@ const running = new Set();
  * reload it mid-run) and without an inspector. Returns `{url, pids, dispose()}`; {@link stopAllWorkers}
  * disposes whatever is still running (used on errors and signals).
  */
-export async function startWorker({ config = "bench/wrangler.toml", dev = {} } = {}) {
+export async function startWorker({ config = "bench/wrangler.toml", dev = {}, bindings } = {}) {
   process.env.CLOUDFLARE_CF_FETCH_ENABLED = "false";
   process.env.WRANGLER_SEND_METRICS = "false";
   process.env.WRANGLER_LOG ??= "warn";
   const { unstable_startWorker } = await import("wrangler");
   const started = performance.now();
+  const earlier = new Set(childWorkerdPids()); // other Workers this process runs are not this one's
   const worker = await unstable_startWorker({
     config: join(ROOT, config),
+    // `bindings`: variables overriding the config's (e.g. FEDERATION_OVERRIDES for bench/federation.mjs).
+    ...(bindings ? { bindings } : {}),
     dev: { server: { hostname: "127.0.0.1", port: 0 }, inspector: false, watch: false, ...dev },
   });
   let disposed = false;
@@ -88,7 +91,9 @@ export async function startWorker({ config = "bench/wrangler.toml", dev = {} } =
   try {
     await worker.ready;
     handle.url = await worker.url;
-    handle.pids = childWorkerdPids();
+    // Looked up on each use: workerd starts the process that runs the Worker's code after `ready` resolves, so
+    // a list taken here would hold only the proxy in front of it (and CPU figures would miss the Worker).
+    Object.defineProperty(handle, "pids", { get: () => childWorkerdPids().filter((p) => !earlier.has(p)), enumerable: true });
   } catch (e) {
     await handle.dispose().catch(() => {});
     throw e;
