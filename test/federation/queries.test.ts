@@ -120,6 +120,8 @@ describe("room directory and spaces", () => {
     expect(h.room.children_state[0]).toEqual(expect.objectContaining({ type: "m.space.child", sender: bob.userId, origin_server_ts: expect.any(Number) }));
     expect(h.children).toEqual([expect.objectContaining({ room_id: open, name: "Open child" })]);
     expect(h.inaccessible_children).toEqual([closed]);
+    // Older servers call MSC2946's unstable path.
+    expect(await req("GET", `/_matrix/federation/unstable/org.matrix.msc2946/hierarchy/${enc(space)}`)).toEqual(h);
     const suggested = await req("GET", `${F}/hierarchy/${enc(space)}?suggested_only=true`);
     expect(suggested.room.children_state.map((c: { state_key: string }) => c.state_key)).toEqual([open]);
     expect((await req("GET", `${F}/hierarchy/${enc(closed)}`, undefined, 404)).errcode).toBe("M_NOT_FOUND");

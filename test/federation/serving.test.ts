@@ -230,6 +230,8 @@ describe("backfill and get_missing_events", () => {
     const ok = (r: typeof a) => (r.ok ? r.event_id : "");
     expect(await get(remote, `${F}/timestamp_to_event/${enc(room.roomId)}?ts=1500000&dir=b`)).toEqual({ event_id: ok(a), origin_server_ts: 1_000_000 });
     expect(await get(remote, `${F}/timestamp_to_event/${enc(room.roomId)}?ts=1500000&dir=f`)).toEqual({ event_id: ok(b), origin_server_ts: 2_000_000 });
+    // Older servers call MSC3030's unstable path.
+    expect(await get(remote, `/_matrix/federation/unstable/org.matrix.msc3030/timestamp_to_event/${enc(room.roomId)}?ts=1500000&dir=f`)).toEqual({ event_id: ok(b), origin_server_ts: 2_000_000 });
     expect((await get(remote, `${F}/timestamp_to_event/${enc(room.roomId)}?ts=1&dir=b`, 404)).errcode).toBe("M_NOT_FOUND");
     expect((await get(remote, `${F}/timestamp_to_event/${enc(room.roomId)}?ts=1&dir=x`, 400)).errcode).toBe("M_INVALID_PARAM");
     expect((await get(remote, `${F}/timestamp_to_event/${enc(room.roomId)}?dir=f`, 400)).errcode).toBe("M_MISSING_PARAM");

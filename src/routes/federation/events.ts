@@ -8,7 +8,7 @@
  * it may be served anyway.
  */
 import { Hono } from "hono";
-import type { AppEnv } from "../../http/app";
+import type { AppEnv, AppContext } from "../../http/app";
 import type { Env } from "../../env";
 import { invalidParam, missingParam, notFound } from "../../http/errors";
 import { answer, eventIdParam, intParam, roomIdParam, roomStub } from "./common";
@@ -44,11 +44,15 @@ federationEvents.get("/_matrix/federation/v1/event_auth/:roomId/:eventId", async
   answer(await roomStub(c.env, roomIdParam(c)).fedEventAuth(c.get("origin"), eventIdParam(c))),
 );
 
-federationEvents.get("/_matrix/federation/v1/timestamp_to_event/:roomId", async (c) => {
+/** Also under MSC3030's unstable path, which servers from before its stabilisation (spec v1.6) call. */
+async function timestampToEvent(c: AppContext): Promise<Response> {
   const roomId = roomIdParam(c);
   const ts = intParam(c.req.query("ts"), "ts");
   const dir = c.req.query("dir");
   if (dir === undefined) throw missingParam("Missing 'dir'");
   if (dir !== "f" && dir !== "b") throw invalidParam("'dir' must be 'f' or 'b'");
   return answer(await roomStub(c.env, roomId).fedTimestampToEvent(c.get("origin"), ts, dir));
-});
+}
+
+federationEvents.get("/_matrix/federation/v1/timestamp_to_event/:roomId", timestampToEvent);
+federationEvents.get("/_matrix/federation/unstable/org.matrix.msc3030/timestamp_to_event/:roomId", timestampToEvent);

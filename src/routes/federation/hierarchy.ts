@@ -9,7 +9,7 @@
  * held here are left out (the asking server can ask a server named in their `via`).
  */
 import { Hono } from "hono";
-import type { AppEnv } from "../../http/app";
+import type { AppEnv, AppContext } from "../../http/app";
 import type { Env } from "../../env";
 import { invalidParam, notFound } from "../../http/errors";
 import { isValidRoomId } from "../../protocol/identifiers";
@@ -69,7 +69,8 @@ function summary(e: Entry): Record<string, unknown> {
   return out;
 }
 
-federationHierarchy.get("/_matrix/federation/v1/hierarchy/:roomId", async (c) => {
+/** Spaces summary; also under MSC2946's unstable path, which servers from before its stabilisation call. */
+async function hierarchy(c: AppContext): Promise<Response> {
   const roomId = roomIdParam(c);
   const origin = c.get("origin");
   const suggested = c.req.query("suggested_only");
@@ -89,4 +90,7 @@ federationHierarchy.get("/_matrix/federation/v1/hierarchy/:roomId", async (c) =>
     }),
   );
   return c.json({ room: { ...summary(root), children_state: childrenState }, children, inaccessible_children: inaccessible });
-});
+}
+
+federationHierarchy.get("/_matrix/federation/v1/hierarchy/:roomId", hierarchy);
+federationHierarchy.get("/_matrix/federation/unstable/org.matrix.msc2946/hierarchy/:roomId", hierarchy);
