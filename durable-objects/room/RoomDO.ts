@@ -67,6 +67,8 @@ const RESYNC_EVENTS_PER_ALARM = 20;
 const RESYNC_LOCAL_STEPS_PER_ALARM = 1000;
 /** Faster joins: `last_error` while the resync waits for a local user to be in the room again. */
 const RESYNC_PAUSED = "paused: no local member in the room";
+/** Faster joins: how long after an interrupted resync step (eviction, restart) the alarm tries again. */
+const RESYNC_WATCHDOG_MS = 60_000;
 /** Backoff after failed resync steps: 1 s doubling to 1 minute (the server rotates on each failure). */
 const resyncBackoffMs = (failures: number) => Math.min(60_000, 1000 * 2 ** Math.max(0, failures - 1));
 
@@ -1034,10 +1036,13 @@ export class RoomDO extends DurableObject<Env> {
     const changed = this.transact(() => {
       let n = 0;
       for (const it of items) {
-        if (this.syncView.membershipOf(it.userId) !== "join") continue;
+        // Faster joins: a remote user the partial state does not know may well be in the room; accept.
+        const unknown = this.partialUnknownMember(it.userId);
+        if (this.syncView.membershipOf(it.userId) !== "join" && !unknown) continue;
+        const visible = (eventId: string) => (unknown ? this.room.events.statusById(eventId)?.stream_ordering != null : this.syncView.canSee(it.userId, eventId));
         if (it.kind === "typing") {
           if (this.ephemeral.setTyping(it.userId, it.typing, typingTimeoutMs)) n++;
-        } else if (this.syncView.canSee(it.userId, it.eventId) && this.ephemeral.putReceipt(it.userId, "m.read", it.threadId, it.eventId, it.ts)) {
+        } else if (visible(it.eventId) && this.ephemeral.putReceipt(it.userId, "m.read", it.threadId, it.eventId, it.ts)) {
           n++;
         }
       }
@@ -1197,19 +1202,38 @@ export class RoomDO extends DurableObject<Env> {
     return this.fullStateWaiters.size;
   }
 
-  /** Runs resync steps until the room is fully stated, a step fails, or this invocation's batch is done. */
+  /**
+   * The resync task. Faster joins: while a step is in flight the task stays scheduled a while ahead (a
+   * watchdog), so an eviction or restart in the middle of a network step resumes by alarm; the batch then moves
+   * it to when the next step is due, or drops it when there is nothing left to do.
+   */
   private async resync(): Promise<void> {
-    this.timers.done(RESYNC_TASK);
+    const watchdog = Date.now() + RESYNC_WATCHDOG_MS;
+    this.transact(() => {
+      this.timers.done(RESYNC_TASK);
+      this.timers.schedule(RESYNC_TASK, watchdog);
+    });
+    const scheduled = await this.resyncBatch();
+    // Nothing more to do: drop the watchdog (unless a join scheduled a step meanwhile, which moved it earlier).
+    const due = this.ctx.storage.sql.exec<{ due_ts: number }>("SELECT due_ts FROM tasks WHERE name = ?", RESYNC_TASK).toArray()[0];
+    if (!scheduled && due?.due_ts === watchdog) this.transact(() => this.timers.done(RESYNC_TASK));
+  }
+
+  /**
+   * Runs resync steps until the room is fully stated, a step fails, or this invocation's batch is done. Returns
+   * whether it scheduled the next step (false: nothing left to do for now).
+   */
+  private async resyncBatch(): Promise<boolean> {
     let localSteps = 0; // faster joins: completions from prev events (no network), bounded separately
     for (let i = 0; i < RESYNC_EVENTS_PER_ALARM; i++) {
       const info = this.partial.info;
-      if (!info) return;
+      if (!info) return false;
       // Faster joins: with nobody of ours in the room, residents refuse our requests and nobody here needs the
       // state; the resync pauses until a local user joins again (beginPartialJoin schedules it).
       if (this.federation.localJoined() === 0) {
         if (info.last_error !== RESYNC_PAUSED) this.transact(() => this.partial.update({ last_error: RESYNC_PAUSED }));
         console.log(`resync: ${this.room.roomId} paused: no local member in the room`);
-        return;
+        return false;
       }
       const next = this.partial.nextReady();
       if (!next) {
@@ -1218,7 +1242,7 @@ export class RoomDO extends DurableObject<Env> {
           // Faster joins: every member is known now; the D1 directory (device-list tracking, user directory)
           // gets them all — members known only from the state are outliers, unseen by the incremental pass.
           await this.fedDirectoryAllMembers();
-          return;
+          return false;
         }
         continue; // an event arrived meanwhile: complete it too
       }
@@ -1236,7 +1260,7 @@ export class RoomDO extends DurableObject<Env> {
       const servers = info.servers_in_room.filter((s) => s !== ours);
       if (servers.length === 0) {
         this.transact(() => this.partial.update({ last_error: "no server to resync from" }));
-        return;
+        return false;
       }
       const server = servers[info.next_server % servers.length]!;
       try {
@@ -1256,12 +1280,14 @@ export class RoomDO extends DurableObject<Env> {
         console.warn(`resync: ${this.room.roomId} at ${next.event_id} via ${server} failed (${failures}): ${message}`);
         this.transact(() => {
           this.partial.update({ failures, last_error: message, next_server: info.next_server + 1 });
+          this.timers.done(RESYNC_TASK); // replaces the watchdog
           this.timers.schedule(RESYNC_TASK, Date.now() + resyncBackoffMs(failures));
         });
-        return;
+        return true;
       }
     }
     this.transact(() => this.timers.schedule(RESYNC_TASK, Date.now()));
+    return true;
   }
   // ===== end of the partial state block =====
 }

@@ -207,13 +207,17 @@ export class RoomQueries {
    */
   visibleTo(userId: string, rows: readonly TimelineRow[], lookups = new StateLookups(this.sql, this.room)): TimelineRow[] {
     const lastJoin = this.lastJoinStream(userId);
+    // A user joined now has "joined since" any event they were not joined at (VisibilityFacts.joinedSince) — also
+    // one that arrived after their join without following it (faster joins: an event concurrent with a remote
+    // join, brought in by the resident's dummy event), as the reference server shows `shared` history.
+    const joinedNow = this.currentMember(userId)?.membership === "join";
     const visibility = (group: number | null) => parseHistoryVisibility(lookups.contentAt(group, HISTORY_VISIBILITY, ""));
     const membership = (group: number | null) => membershipOf(lookups.contentAt(group, MEMBER, userId));
     return rows.filter((row) => {
       const facts = {
         visibility: visibility(row.state_after),
         membership: membership(row.state_after),
-        joinedSince: lastJoin !== null && lastJoin > row.stream_ordering,
+        joinedSince: lastJoin !== null && (joinedNow || lastJoin > row.stream_ordering),
       } as Parameters<typeof isEventVisible>[0];
       if (row.type === HISTORY_VISIBILITY && row.state_key === "") facts.visibilityBefore = visibility(row.state_before);
       if (row.type === MEMBER && row.state_key === userId) facts.membershipBefore = membership(row.state_before);

@@ -38,8 +38,11 @@ export class FederationGate {
   private readonly held: Held[] = [];
   private readonly actions = new Map<string, GateAction>();
   private fallback: GateAction = "hold";
-  /** Called before a request leaves (after logging); a test can act in between (e.g. send a message). */
-  onRequest: ((url: URL, method: string) => Promise<void> | void) | undefined;
+  /**
+   * Called before a request leaves (after logging); a test can act in between (e.g. send a message), or answer
+   * the request itself by returning a Response.
+   */
+  onRequest: ((url: URL, request: Request) => Promise<Response | void> | Response | void) | undefined;
   readonly restore: () => void;
 
   constructor() {
@@ -47,7 +50,8 @@ export class FederationGate {
       const request = new Request(input, init);
       const url = new URL(request.url);
       this.log.push({ host: url.host, method: request.method, path: url.pathname, query: url.search });
-      await this.onRequest?.(url, request.method);
+      const answered = await this.onRequest?.(url, request);
+      if (answered) return answered;
       if (/\/_matrix\/federation\/v1\/state(_ids)?\//.test(url.pathname)) {
         const action = this.actions.get(url.host) ?? this.fallback;
         if (action === "hold") {
