@@ -111,8 +111,9 @@ export async function receiveInvite(
   }
   const pdu = checkMembershipShape(body.event, { origin, roomId, eventId, membership: "invite", version, ours });
   const invitee = pdu.state_key!;
-  const user = await env.DB.prepare("SELECT deactivated FROM users WHERE user_id = ?").bind(invitee).first<{ deactivated?: number }>().catch(() => null);
+  const user = await env.DB.prepare("SELECT deactivated FROM users WHERE user_id = ?").bind(invitee).first<{ deactivated: number }>();
   if (!user) throw new MatrixError(404, "M_NOT_FOUND", `Unknown user ${invitee}`);
+  if (user.deactivated) throw new MatrixError(403, "M_FORBIDDEN", `${invitee} is deactivated`);
   const stub = roomStub(env, roomId);
   const info = await stub.federationInfo();
   if (info && info.room_version !== version.id) throw invalid(`Room ${roomId} has version ${info.room_version}, not ${version.id}`);

@@ -3,10 +3,9 @@
  * (auxiliary Workers running the same code, see harness-config.ts), federating over FEDERATION_OVERRIDES and
  * Miniflare's fetch routing. No fakes: real X-Matrix signing and key fetches, real DestinationDOs, real /send.
  *
- * Joining a remote room needs make_join/send_join, which do not exist yet; the tests copy the room's history
- * onto the joining server (`seedRoom`) and then have its user join locally — the join is a real federated event.
- * Likewise the endpoints that serve room data (/get_missing_events, /event, /state_ids) do not exist yet, so the
- * scenario keeps every server's DAG gap-free; gap filling is tested against a hand-built server (send.test.ts).
+ * This test predates remote joins: it copies the room's history onto the joining server (`seedRoom`) and then has
+ * its user join locally — the join is a real federated event. Real remote joins (make_join/send_join), backfill
+ * and gap filling between the servers are in scenarios.test.ts.
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import { env } from "cloudflare:workers";

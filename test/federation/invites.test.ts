@@ -102,6 +102,9 @@ describe("invites from other servers", () => {
     expect(await errcode(inv, { room_version: undefined }, 400)).toBe("M_MISSING_PARAM");
     expect(await errcode(room.invite("@bob:elsewhere.test"), {}, 400)).toBe("M_INVALID_PARAM");
     expect(await errcode(room.invite("@ghost:test.local"), {}, 404)).toBe("M_NOT_FOUND");
+    const gone = await localUser();
+    await testEnv.DB.prepare("UPDATE users SET deactivated = 1 WHERE user_id = ?").bind(gone.userId).run();
+    expect(await errcode(room.invite(gone.userId), {}, 403)).toBe("M_FORBIDDEN");
     expect(await errcode(room.invite(bob.userId, { sender: "@someone:elsewhere.test" }), {}, 400)).toBe("M_INVALID_PARAM");
     expect(await errcode(room.invite(bob.userId, { content: { membership: "join" } }), {}, 400)).toBe("M_INVALID_PARAM");
     // Signed with a key the server never published, and with a signature by its key that does not verify.
