@@ -8,7 +8,7 @@
 import type { AccountData } from "./account-data";
 import type { Membership, UserRooms } from "./rooms";
 import { SYNC_SECTIONS } from "./sync-sections";
-import { PUSH_RULES_ACCOUNT_DATA, pushRulesContent } from "./push-rules";
+import { PUSH_RULES_ACCOUNT_DATA, pushRuleset, pushRulesContent } from "./push-rules";
 
 export interface SyncPlanRequest {
   userId: string;
@@ -51,6 +51,11 @@ export interface SyncPlan {
   sections: Record<string, unknown>;
   /** Whether a section reported news. */
   sectionNews: boolean;
+  /**
+   * The user's push ruleset (JSON text of a Ruleset) when the plan lists a joined room: the rooms need it for
+   * notification counts, and carrying it here spares the sync a second call to the UserDO.
+   */
+  pushRules?: string;
 }
 
 const MEMBER_LIKE = new Set<Membership>(["join", "invite", "knock"]);
@@ -140,5 +145,7 @@ export function planSync(
     sectionNews ||= result.hasNews;
   }
 
-  return { next: head, rooms: planned, accountData: globalData, sections, sectionNews };
+  const plan: SyncPlan = { next: head, rooms: planned, accountData: globalData, sections, sectionNews };
+  if (planned.some((r) => r.membership === "join")) plan.pushRules = JSON.stringify(pushRuleset(sql, req.userId));
+  return plan;
 }

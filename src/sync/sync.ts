@@ -99,10 +99,9 @@ async function render(
   let news = plan.sectionNews;
 
   const planned = plan.rooms.filter((r) => matchesRoom(roomFilter, r.roomId));
-  // Notification counts need the user's push rules (kept in the UserDO), once per sync.
-  const pushRules = planned.some((r) => r.membership === "join")
-    ? await env.USERS.get(env.USERS.idFromName(requester.userId)).pushRules(requester.userId)
-    : null;
+  // Notification counts need the user's push rules (kept in the UserDO): the plan carries them when it lists a
+  // joined room, read in the plan's own transaction (no second call to the UserDO).
+  const pushRules = planned.some((r) => r.membership === "join") ? (plan.pushRules ?? null) : null;
   const results = await Promise.all(planned.map((r) => syncOneRoom(env, requester, req, r, pushRules)));
   planned.forEach((r, i) => {
     const result = results[i];
