@@ -270,8 +270,7 @@ export class RoomDO extends DurableObject<Env> {
   /** Read-your-writes for the sender, then everyone else in the background. */
   private async afterCommit(sender: string): Promise<void> {
     await this.outbox.deliverNow("user", sender);
-    // Everyone else one macrotask later, so the sender's response is not queued behind a large fan-out.
-    setTimeout(() => void this.outbox.drain(), 0);
+    void this.outbox.drain();
   }
 
   // ---------------------------------------------------------------------------------------------------------
