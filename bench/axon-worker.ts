@@ -20,6 +20,7 @@ import { buildForkedRoom, type ForkedRoom } from "../test/helpers/state-res-room
 
 import { RoomDO } from "../durable-objects/room/RoomDO";
 import { federationBenchRoute } from "./federation-routes"; // bench/federation.mjs
+import { partialJoinBenchRoute } from "./partial-join-routes"; // bench/partial-join.mjs
 export { RoomDO, UserDO, DestinationDO, RateLimiterDO, AppServiceDO } from "../src/index";
 
 /**
@@ -280,6 +281,10 @@ export default {
       // ---- end bench/client.mjs ----
       // ---- bench/federation.mjs: setup and request builders (bench/federation-routes.ts) ----
       if (path.startsWith("federation/")) return (await federationBenchRoute(path, env, url.searchParams, request)) ?? json({ error: `no route ${path}` }, 404);
+      // ---- bench/partial-join.mjs: the resident's big room, joiners' progress, the pretend members' server ----
+      if (path.startsWith("partial-join/")) {
+        return (await partialJoinBenchRoute(path.slice("partial-join/".length), env, url.searchParams, request)) ?? json({ error: `no route ${path}` }, 404);
+      }
       if (path === "rooms/storage") return json(await storageReport(env, url.searchParams));
       const run = CASES[path];
       if (!run) return json({ error: `no benchmark case ${JSON.stringify(path)}` }, 404);

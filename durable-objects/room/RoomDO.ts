@@ -67,6 +67,8 @@ const RESYNC_EVENTS_PER_ALARM = 20;
 const RESYNC_LOCAL_STEPS_PER_ALARM = 1000;
 /** Faster joins: `last_error` while the resync waits for a local user to be in the room again. */
 const RESYNC_PAUSED = "paused: no local member in the room";
+/** Faster joins: outliers stored per transaction by `storeOutliers` (a resync stores a whole room state). */
+const OUTLIER_BATCH = 250;
 /** Faster joins: how long after an interrupted resync step (eviction, restart) the alarm tries again. */
 const RESYNC_WATCHDOG_MS = 60_000;
 /** Backoff after failed resync steps: 1 s doubling to 1 minute (the server rotates on each failure). */
@@ -660,6 +662,16 @@ export class RoomDO extends DurableObject<Env> {
   /** Which of `eventIds` the room holds (in any status: accepted, rejected, soft-failed, outlier). */
   async heldEvents(eventIds: string[]): Promise<string[]> {
     if (!this.room.exists) return [];
+    // Faster joins: a resync asks about a whole state (10,000s of IDs) at once: one query, not one per ID.
+    if (eventIds.length > 64) {
+      const held = new Set(
+        this.ctx.storage.sql
+          .exec<{ event_id: string }>("SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))", JSON.stringify(eventIds))
+          .toArray()
+          .map((r) => r.event_id),
+      );
+      return eventIds.filter((id) => held.has(id));
+    }
     return eventIds.filter((id) => this.room.events.nidOf(id) !== undefined);
   }
 
@@ -678,16 +690,34 @@ export class RoomDO extends DurableObject<Env> {
     return { event_ids: rows.map((r) => r.event_id), min_depth: minDepth ?? 0 };
   }
 
-  /** Stores fetched events as outliers, in the order given (auth events first). Each is its own transaction. */
+  /**
+   * Stores fetched events as outliers, in the order given (auth events first). Each is its own transaction —
+   * faster joins: in batches of up to OUTLIER_BATCH per transaction (a resync stores a whole state); a batch
+   * that throws is redone one event per transaction, so one bad event never takes others down with it.
+   */
   async storeOutliers(pdusJson: string[]): Promise<OutlierOutcome[]> {
     if (!this.room.exists) return pdusJson.map(() => ({ status: "invalid" as const, reason: "room not known here" }));
-    return pdusJson.map((json) => {
+    const one = (json: string): OutlierOutcome => {
       try {
         return this.transact(() => this.room.storeOutlier(JSON.parse(json) as PDU));
       } catch (e) {
         return { status: "invalid" as const, reason: String((e as Error).message ?? e) };
       }
-    });
+    };
+    const out: OutlierOutcome[] = [];
+    for (let i = 0; i < pdusJson.length; i += OUTLIER_BATCH) {
+      const batch = pdusJson.slice(i, i + OUTLIER_BATCH);
+      if (batch.length === 1) {
+        out.push(one(batch[0]!));
+        continue;
+      }
+      try {
+        out.push(...this.transact(() => batch.map((json) => this.room.storeOutlier(JSON.parse(json) as PDU))));
+      } catch {
+        out.push(...batch.map(one));
+      }
+    }
+    return out;
   }
 
   /**
@@ -846,13 +876,16 @@ export class RoomDO extends DurableObject<Env> {
         return fedAnswer(fedError(400, "M_BAD_JSON", `Invalid event: ${JSON.stringify(outcome)}`));
     }
     // The joiner's users now count in the directory (room_members), which is also how /event finds the room.
-    await this.syncDirectory().catch((e: unknown) => console.warn(`room: directory sync failed: ${String((e as Error)?.message ?? e)}`));
-    if (membership === "knock") return fedAnswer({ knock_room_state: this.federation.strippedStatePdus() });
-    if (membership === "leave") return fedAnswer({});
+    // (Faster joins: the answer is built while the directory write is under way; both are done before it goes.)
+    const directory = this.syncDirectory().catch((e: unknown) => console.warn(`room: directory sync failed: ${String((e as Error)?.message ?? e)}`));
+    if (membership === "knock") return directory.then(() => fedAnswer({ knock_room_state: this.federation.strippedStatePdus() }));
+    if (membership === "leave") return directory.then(() => fedAnswer({}));
     const eventId = computeEventId(pdu, this.room.version);
     // Something arrived between make_join and send_join that the join does not descend from: merge at once.
     await this.mergeExtremitiesAfterJoin();
-    return fedAnswer(this.federation.sendJoinAnswerJson(eventId, signedByUs ? { event: this.federation.pduOf(pduJson) } : {}, omitMembers));
+    const answer = fedAnswer(this.federation.sendJoinAnswerJson(eventId, signedByUs ? { event: this.federation.pduOf(pduJson) } : {}, omitMembers));
+    await directory;
+    return answer;
   }
 
   /**
@@ -1265,7 +1298,9 @@ export class RoomDO extends DurableObject<Env> {
       const server = servers[info.next_server % servers.length]!;
       try {
         const stepStarted = Date.now();
-        const { stateIds, fetched } = await fetchStateBefore(this.env, server, this.room.roomId, next.event_id);
+        // Faster joins: the first step (nothing fetched yet: the join's state is almost all unknown) takes the
+        // whole state with /state at once.
+        const { stateIds, fetched } = await fetchStateBefore(this.env, server, this.room.roomId, next.event_id, { bulk: info.state_events_fetched === 0 });
         const result = this.transact(() => {
           const r = this.partial.complete(next.event_id, stateIds);
           const now = this.partial.info;

@@ -333,6 +333,14 @@ export class InboundRoom {
       raws = await this.fetchEvents(unknown);
     }
     this.budget.received(raws.length);
+    await this.storeFetched(raws);
+  }
+
+  /**
+   * Checks and stores events fetched some other way (faster joins: a resync's `/state` answer) as outliers,
+   * fetching auth events they name that are not held, for a few rounds.
+   */
+  async storeFetched(raws: unknown[]): Promise<void> {
     // Events whose auth events are not held yet are stored once those are fetched (a few rounds at most).
     for (let round = 0; round < 3; round++) {
       const outcomes = await this.storeOutliers(raws);
@@ -371,10 +379,14 @@ export class InboundRoom {
 
   /** Checks fetched events and stores the good ones as outliers, auth events first. */
   private async storeOutliers(raws: unknown[]): Promise<OutlierOutcome[]> {
-    const checked = (await checkPdus(raws, this.version!, this.roomId, this.keys)).filter(
+    // Only what is not held yet is verified (faster joins: a resync step that was cut short and runs again
+    // verifies and stores just the rest).
+    const ids = raws.map((raw) => tryEventId(raw, this.version!));
+    const held = new Set(await this.stub.heldEvents(ids.filter((id): id is string => id !== undefined)));
+    const unheld = raws.filter((_, i) => ids[i] === undefined || !held.has(ids[i]!));
+    const checked = (await checkPdus(unheld, this.version!, this.roomId, this.keys)).filter(
       (c): c is Extract<CheckedPdu, { ok: true }> => c.ok,
     );
-    const held = new Set(await this.stub.heldEvents(checked.map((c) => c.eventId)));
     const fresh = sortByAuthChain(checked.filter((c) => !held.has(c.eventId)));
     if (fresh.length === 0) return [];
     return this.stub.storeOutliers(fresh.map((c) => JSON.stringify(c.pdu)));

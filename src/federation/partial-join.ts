@@ -157,10 +157,11 @@ export async function persistPartialJoin(
   if (outcome.status !== "accepted" && outcome.status !== "duplicate") {
     throw new BadPartialJoinAnswer(`the join could not be placed on the partial state ${server} sent: ${JSON.stringify(outcome)}`);
   }
+  // The join is a state event: the RoomDO refreshes its directory rows by alarm (not awaited here; members known
+  // only from the partial state are written once the room is fully stated).
   console.log(
     `faster joins: joined ${roomId} via ${server} with partial state (${stateIds.length} state events, ${raws.size - 1 - stateIds.length} more in the auth chain, ${servers.length} servers) in ${Date.now() - started} ms; resync started`,
   );
-  await stub.syncDirectory().catch((e: unknown) => console.warn(`faster joins: directory sync of ${roomId} failed: ${String(e)}`));
 }
 
 // -------------------------------------------------------------------------------------------------------------
