@@ -210,9 +210,9 @@ export class PartialState {
   finish(): boolean {
     if (!this.isPartial) return true;
     if (this.eventsLeft() > 0) return false;
-    this.room.deleteMeta(META_KEY);
+    this.sql.exec("DELETE FROM meta WHERE key = ?", META_KEY);
     // Faster joins: from now on the full membership says which servers get our events.
-    this.room.deleteMeta("servers_in_room");
+    this.sql.exec("DELETE FROM meta WHERE key = 'servers_in_room'");
     this.room.refreshCurrentState();
     // Members' sync streams now include the room in eager syncs; tell them.
     this.room.notifyLocalMembers();
@@ -222,8 +222,15 @@ export class PartialState {
   }
 
   private write(info: PartialStateInfo): void {
-    this.room.setMeta(META_KEY, JSON.stringify(info));
+    this.sql.exec(
+      "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      META_KEY,
+      JSON.stringify(info),
+    );
     // Outgoing events go to the servers in the room at the join plus those seen since (Room.notify reads this).
-    this.room.setMeta("servers_in_room", info.servers_in_room.join(","));
+    this.sql.exec(
+      "INSERT INTO meta (key, value) VALUES ('servers_in_room', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      info.servers_in_room.join(","),
+    );
   }
 }

@@ -74,9 +74,6 @@ export interface AcceptOptions {
   historical?: boolean;
 }
 
-/** Room-owned `meta` keys read on the hot path; only `Room.setMeta` / `deleteMeta` write them. */
-const CACHED_META_KEYS: ReadonlySet<string> = new Set(["room_id", "room_version", "current_state_group", "partial_state", "servers_in_room"]);
-
 /** A lookup that falls back to `events` (by type and state key) where `lookup` has nothing. */
 function withFallback(lookup: AuthStateLookup, events: readonly AuthEvent[]): AuthStateLookup {
   if (events.length === 0) return lookup;
@@ -144,27 +141,12 @@ export class Room {
     return this.cachedVersion;
   }
 
-  /**
-   * A row of the room's `meta` table. The keys the acceptance pipeline reads on every event are cached; they are
-   * written only through `setMeta` / `deleteMeta` (and the cache is dropped with the other caches on rollback).
-   */
   meta(key: string): string | undefined {
-    const cacheable = CACHED_META_KEYS.has(key);
-    if (cacheable && this.metaCache.has(key)) return this.metaCache.get(key);
-    const value = this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value;
-    if (cacheable) this.metaCache.set(key, value);
-    return value;
+    return this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value;
   }
-  private readonly metaCache = new Map<string, string | undefined>();
 
-  setMeta(key: string, value: string): void {
+  private setMeta(key: string, value: string): void {
     this.sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value);
-    this.metaCache.delete(key);
-  }
-
-  deleteMeta(key: string): void {
-    this.sql.exec("DELETE FROM meta WHERE key = ?", key);
-    this.metaCache.delete(key);
   }
 
   /** Records the room's identity. Only the first call has an effect. */
@@ -269,7 +251,6 @@ export class Room {
     this.states.clearCache();
     this.events.forget();
     this.resolved.clear();
-    this.metaCache.clear();
   }
 
   private stateResStore(): StateResEventStore {
