@@ -215,12 +215,21 @@ describe("while partially joined", () => {
     expect((await timelineFlags(roomId)).some((f) => f.type === "org.matrix.dummy_event")).toBe(true);
   });
 
-  it("after the resync, eager syncs show the room with every member, and the members' device lists count as changed", async () => {
+  it("remote members' device lists are tracked only once fully stated; then eager syncs show the room with every member, whose device lists count as changed", async () => {
     const { roomId, bob, alice, hs2, hs3 } = await partiallyJoined();
     const before = await syncWith(bob);
     expect(before.rooms?.join?.[roomId]).toBeUndefined();
+    // While partial, a remote member's keys are fetched from their server each time, not cached (not tracked).
+    const dest = e.DESTINATIONS.get(e.DESTINATIONS.idFromName("hs2.test"));
+    const query = () => api(bob, "POST", `${V3}/keys/query`, { device_keys: { [alice.userId]: [] } });
+    await query();
+    expect(JSON.parse(await dest.cachedDeviceLists([alice.userId]))[alice.userId]).toBeUndefined();
     gate!.open();
     await awaitFullyStated(roomId);
+    await waitFor(async () => {
+      await query();
+      return JSON.parse(await dest.cachedDeviceLists([alice.userId]))[alice.userId];
+    }, "alice's device list tracked once the room is fully stated");
     const after = await waitFor(async () => {
       const s = await syncWith(bob, { since: before.next_batch });
       return s.rooms?.join?.[roomId] && (s.device_lists?.changed ?? []).includes(hs3[1]!.userId) ? s : undefined;
@@ -229,6 +238,23 @@ describe("while partially joined", () => {
     const members = [...r.state.events, ...r.timeline.events].filter((ev: Ev) => ev.type === "m.room.member").map((ev: Ev) => ev.state_key);
     for (const u of [alice, ...hs2, ...hs3, bob]) expect(members).toContain(u.userId);
     expect(after.device_lists.changed).toEqual(expect.arrayContaining([alice, ...hs2, ...hs3].map((u) => u.userId)));
+  });
+
+  it("servers heard from while partial get our events too (servers_in_room grows)", async () => {
+    const alice = await newUser("hs2.test", "alice");
+    const roomId = await populatedRoom(alice, await users("hs2.test", 2, "h"), { preset: "public_chat", name: "Growing" });
+    const bob = await newUser("test.local", "bob");
+    await api(bob, "POST", `${V3}/join/${enc(roomId)}?server_name=hs2.test`, {});
+    await gate!.held1();
+    expect((await room(roomId).partialStateInfo())!.servers_in_room).toEqual(["hs2.test"]);
+    // A user of hs3 joins through hs2 and speaks: hs3 is heard from here.
+    const [t] = await users("hs3.test", 1, "t");
+    await api(t!, "POST", `${V3}/join/${enc(roomId)}?server_name=hs2.test`, {});
+    const said = await sendText(t!, roomId, "hello from hs3");
+    await waitFor(async () => (await timelineFlags(roomId)).some((f) => f.event_id === said), "hs3's message here");
+    expect((await room(roomId).partialStateInfo())!.servers_in_room).toContain("hs3.test");
+    const mine = await sendText(bob, roomId, "hello hs3");
+    await waitFor(async () => (await e.HS3_CONTROL.timeline(roomId)).some((ev) => ev.event_id === mine), "bob's message on hs3");
   });
 });
 
