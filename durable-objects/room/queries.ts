@@ -61,8 +61,9 @@ export type TimelineRow = {
   received_ts: number;
 };
 
-const COLUMNS =
+export const TIMELINE_COLUMNS =
   "nid, event_id, type, state_key, sender, depth, stream_ordering, origin_server_ts, json, state_before, state_after, redacted_by, received_ts";
+const COLUMNS = TIMELINE_COLUMNS;
 
 const MEMBER = "m.room.member";
 const HISTORY_VISIBILITY = "m.room.history_visibility";

@@ -19,7 +19,7 @@
 import type { ClientEvent, JsonObject, PDU } from "../../src/protocol/events";
 import type { Room } from "./room";
 import type { Ephemeral } from "./ephemeral";
-import { RoomQueries } from "./queries";
+import { RoomQueries, TIMELINE_COLUMNS, type TimelineRow } from "./queries";
 import { isHiddenFromClients } from "../../src/rooms/client-event";
 import { tokenBefore, formatTopoToken, cutAfter, ROOM_START } from "../../src/rooms/tokens";
 import { excludesAll, matchesEvent, selectFields, timelineLimit, type Filter, type RoomEventFilter } from "../../src/sync/filter";
@@ -51,25 +51,9 @@ export interface SyncRoomResult {
   news: boolean;
 }
 
-/** The `events` columns the client API reads (the shape of queries.ts's Row, as a SQL row type). */
-type Row = {
-  nid: number;
-  event_id: string;
-  type: string;
-  state_key: string | null;
-  sender: string;
-  depth: number;
-  stream_ordering: number;
-  origin_server_ts: number;
-  json: string;
-  state_before: number | null;
-  state_after: number | null;
-  redacted_by: string | null;
-  received_ts: number;
-};
-
-const COLUMNS =
-  "nid, event_id, type, state_key, sender, depth, stream_ordering, origin_server_ts, json, state_before, state_after, redacted_by, received_ts";
+/** The `events` columns the client API reads (shared with queries.ts). */
+type Row = TimelineRow;
+const COLUMNS = TIMELINE_COLUMNS;
 const MEMBER = "m.room.member";
 /** Rows examined at most when looking for the timeline; past it the timeline is reported limited. */
 const MAX_SCAN = 2000;
