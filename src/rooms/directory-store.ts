@@ -2,6 +2,7 @@
  * D1 tables of the room directory (migrations/0004): local aliases, published rooms, room summaries and
  * joined members. Room summaries and members are written only by each room's RoomDO (`syncDirectory`).
  */
+import { badJson } from "../http/errors";
 import type { MemberChange, RoomStats } from "../../durable-objects/room/queries";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -105,6 +106,29 @@ export interface PublicRoomsQuery {
   searchTerm: string | undefined;
   /** `null` entries mean "rooms without a type". Undefined: any type. */
   roomTypes: (string | null)[] | undefined;
+}
+
+/**
+ * The body of `POST /publicRooms` (client and federation alike): `limit`, `since`, `filter.generic_search_term`,
+ * `filter.room_types`. Throws `M_BAD_JSON` for values of the wrong type; `parseLimit` validates the limit.
+ */
+export function publicRoomsQueryFromBody(body: Record<string, unknown>, parseLimit: (v: unknown) => number | undefined): PublicRoomsQuery {
+  if (body.since !== undefined && body.since !== null && typeof body.since !== "string") throw badJson("'since' must be a string");
+  const filter = body.filter ?? {};
+  if (typeof filter !== "object" || filter === null || Array.isArray(filter)) throw badJson("'filter' must be an object");
+  const f = filter as Record<string, unknown>;
+  const term = f.generic_search_term;
+  if (term !== undefined && term !== null && typeof term !== "string") throw badJson("'generic_search_term' must be a string");
+  const types = f.room_types;
+  if (types !== undefined && types !== null && (!Array.isArray(types) || !types.every((t) => t === null || typeof t === "string"))) {
+    throw badJson("'room_types' must be a list of strings or nulls");
+  }
+  return {
+    limit: parseLimit(body.limit),
+    since: typeof body.since === "string" ? body.since : undefined,
+    searchTerm: typeof term === "string" && term.trim() !== "" ? term.trim() : undefined,
+    roomTypes: Array.isArray(types) ? (types as (string | null)[]) : undefined,
+  };
 }
 
 interface StatsRow {

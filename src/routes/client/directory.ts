@@ -12,12 +12,13 @@ import { Hono } from "hono";
 import type { AppEnv, AppContext } from "../../http/app";
 import { requireAuth } from "../../http/auth";
 import { readJsonObject } from "../../http/json";
-import { badJson, forbidden, invalidParam, notFound } from "../../http/errors";
+import { forbidden, invalidParam, notFound } from "../../http/errors";
 import type { JsonObject } from "../../protocol/events";
 import { requireAlias, resolveAlias } from "../../rooms/aliases";
 import {
   aliasesOfRoom, decodeCursor, deleteAlias, getAlias, insertAlias, isPublished, listPublicRooms, setPublished,
   type PublicRoomsQuery,
+  publicRoomsQueryFromBody,
 } from "../../rooms/directory-store";
 import { isLocal, matrixError, requireRoomId, roomStub, serverName } from "../../rooms/common";
 import { checkAliasCreation } from "../../appservices/client";
@@ -142,21 +143,5 @@ directoryRoutes.get("/publicRooms", (c) =>
 );
 
 directoryRoutes.post("/publicRooms", requireAuth, async (c) => {
-  const body = await readJsonObject(c);
-  if (body.since !== undefined && typeof body.since !== "string") throw badJson("'since' must be a string");
-  const filter = body.filter ?? {};
-  if (typeof filter !== "object" || filter === null || Array.isArray(filter)) throw badJson("'filter' must be an object");
-  const f = filter as Record<string, unknown>;
-  const term = f.generic_search_term;
-  if (term !== undefined && term !== null && typeof term !== "string") throw badJson("'generic_search_term' must be a string");
-  const types = f.room_types;
-  if (types !== undefined && types !== null && (!Array.isArray(types) || !types.every((t) => t === null || typeof t === "string"))) {
-    throw badJson("'room_types' must be a list of strings or nulls");
-  }
-  return publicRooms(c, {
-    limit: parseLimit(body.limit),
-    since: body.since as string | undefined,
-    searchTerm: typeof term === "string" && term.trim() !== "" ? term.trim() : undefined,
-    roomTypes: Array.isArray(types) ? (types as (string | null)[]) : undefined,
-  });
+  return publicRooms(c, publicRoomsQueryFromBody(await readJsonObject(c), parseLimit));
 });

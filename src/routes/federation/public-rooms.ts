@@ -6,8 +6,8 @@
 import { Hono } from "hono";
 import type { AppEnv, AppContext } from "../../http/app";
 import { readJsonObject } from "../../http/json";
-import { badJson, invalidParam } from "../../http/errors";
-import { decodeCursor, listPublicRooms, type PublicRoomsQuery } from "../../rooms/directory-store";
+import { invalidParam } from "../../http/errors";
+import { decodeCursor, listPublicRooms, publicRoomsQueryFromBody, type PublicRoomsQuery } from "../../rooms/directory-store";
 
 export const federationPublicRooms = new Hono<AppEnv>();
 
@@ -29,21 +29,5 @@ federationPublicRooms.get("/_matrix/federation/v1/publicRooms", (c) =>
 );
 
 federationPublicRooms.post("/_matrix/federation/v1/publicRooms", async (c) => {
-  const body = await readJsonObject(c);
-  if (body.since !== undefined && body.since !== null && typeof body.since !== "string") throw badJson("'since' must be a string");
-  const filter = body.filter ?? {};
-  if (typeof filter !== "object" || filter === null || Array.isArray(filter)) throw badJson("'filter' must be an object");
-  const f = filter as Record<string, unknown>;
-  const term = f.generic_search_term;
-  if (term !== undefined && term !== null && typeof term !== "string") throw badJson("'generic_search_term' must be a string");
-  const types = f.room_types;
-  if (types !== undefined && types !== null && (!Array.isArray(types) || !types.every((t) => t === null || typeof t === "string"))) {
-    throw badJson("'room_types' must be a list of strings or nulls");
-  }
-  return list(c, {
-    limit: limitOf(body.limit),
-    since: typeof body.since === "string" ? body.since : undefined,
-    searchTerm: typeof term === "string" && term.trim() !== "" ? term.trim() : undefined,
-    roomTypes: Array.isArray(types) ? (types as (string | null)[]) : undefined,
-  });
+  return list(c, publicRoomsQueryFromBody(await readJsonObject(c), limitOf));
 });
