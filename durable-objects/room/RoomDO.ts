@@ -69,8 +69,6 @@ const RESYNC_LOCAL_STEPS_PER_ALARM = 1000;
 const RESYNC_PAUSED = "paused: no local member in the room";
 /** Faster joins: outliers stored per transaction by `storeOutliers` (a resync stores a whole room state). */
 const OUTLIER_BATCH = 250;
-/** Faster joins: `storeOutliers` lets other requests in after this many outliers (a multiple of OUTLIER_BATCH). */
-const OUTLIER_YIELD_EVERY = 2500;
 /** Faster joins: how long after an interrupted resync step (eviction, restart) the alarm tries again. */
 const RESYNC_WATCHDOG_MS = 60_000;
 /** Backoff after failed resync steps: 1 s doubling to 1 minute (the server rotates on each failure). */
@@ -718,10 +716,6 @@ export class RoomDO extends DurableObject<Env> {
       } catch {
         out.push(...batch.map(one));
       }
-      // Let the room's other requests (sends, incoming events, syncs) run now and then. Not after every batch: a
-      // yield with writes pending makes the storage flush them first.
-      const next = i + OUTLIER_BATCH;
-      if (next < pdusJson.length && next % OUTLIER_YIELD_EVERY === 0) await new Promise((r) => setTimeout(r, 0));
     }
     return out;
   }
