@@ -533,7 +533,9 @@ export class Room {
       if (nid === null) {
         this.sql.exec("DELETE FROM members WHERE user_id = ?", sk);
       } else {
-        const membership = this.events.authEvent(nid).content.membership;
+        // The events row's membership column, not the parsed event (faster joins: a resync's first full state
+        // brings thousands of members here at once).
+        const membership = this.sql.exec<{ m: string | null }>("SELECT membership AS m FROM events WHERE nid = ?", nid).one().m;
         this.sql.exec(
           `INSERT INTO members (user_id, server, membership, event_nid) VALUES (?, ?, ?, ?)
            ON CONFLICT (user_id) DO UPDATE SET membership = excluded.membership, event_nid = excluded.event_nid`,
