@@ -78,20 +78,29 @@ async function startServer(name, port, ports, vars = {}) {
   return worker;
 }
 
-/** Peak (VmHWM) and current (VmRSS) resident set size of the given processes, in MiB (Linux; undefined elsewhere). */
+/**
+ * Memory of a Worker's largest workerd process (the runtime; the other one is wrangler's proxy in front of it):
+ * its peak (VmHWM) and current (VmRSS) resident set size in MiB (Linux /proc; undefined elsewhere).
+ */
 function memory(pids) {
-  let hwm = 0;
-  let rss = 0;
+  let best;
   try {
     for (const pid of pids) {
       const status = readFileSync(`/proc/${pid}/status`, "utf8");
-      hwm = Math.max(hwm, Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024);
-      rss += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+      const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+      const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+      if (!best || rss > best.rss_mib) best = { peak_mib: round(hwm, 4), rss_mib: round(rss, 4) };
     }
   } catch {
     return undefined;
   }
-  return { peak_mib: round(hwm, 4), rss_mib: round(rss, 4) };
+  return best;
+}
+
+/** A Worker's own workerd processes: lib.startWorker lists those started after it, so later Workers' are removed. */
+function ownPids(worker, later) {
+  const theirs = new Set(later.flatMap((w) => w.pids));
+  return () => worker.pids.filter((p) => !theirs.has(p));
 }
 
 async function client(worker, method, path, token, body) {
@@ -125,6 +134,7 @@ export async function run() {
     started.push(full);
     const partial = await startServer(NAMES.partial, ports[NAMES.partial], ports);
     started.push(partial);
+    const pids = { full: ownPids(full, [partial]), partial: ownPids(partial, []) };
 
     // Warm-up on a small room: key fetches, JIT, first-use costs paid on both joiners alike.
     const warm = await getJson(resident, `/_bench/partial-join/setup?members=20&state_events=2`);
@@ -142,24 +152,24 @@ export async function run() {
     const big = await getJson(resident, `/_bench/partial-join/setup?members=${MEMBERS}&state_events=${STATE_EVENTS}`);
     log(`partial-join: room ${big.room_id} ready (${big.events} events) in ${big.setup_ms} ms`);
     const roomId = big.room_id;
-    const memBefore = { full: memory(full.pids), partial: memory(partial.pids) };
+    const memBefore = { full: memory(pids.full()), partial: memory(pids.partial()) };
 
     log("partial-join: full join");
     const fullMs = await timedJoin(full, fullUser, roomId);
     const fullProgress = await getJson(full, `/_bench/partial-join/progress?room=${enc(roomId)}`);
-    const memFull = memory(full.pids);
+    const memFull = memory(pids.full());
 
     log("partial-join: partial join");
     const partialMs = await timedJoin(partial, partialUser, roomId);
     const joinedAt = performance.now();
-    let peakRss = memory(partial.pids)?.rss_mib ?? 0;
+    let peakRss = memory(pids.partial())?.rss_mib ?? 0;
     const first = await getJson(partial, `/_bench/partial-join/progress?room=${enc(roomId)}`);
     // The resync, in the background: polled every 25 ms from now on, alongside the send/receive checks.
     let last = first.partial;
     const resynced = (async () => {
       for (;;) {
         const p = await getJson(partial, `/_bench/partial-join/progress?room=${enc(roomId)}`);
-        const m = memory(partial.pids);
+        const m = memory(pids.partial());
         if (m) peakRss = Math.max(peakRss, m.rss_mib);
         if (p.partial === null) return { done: p, ms: performance.now() - joinedAt };
         last = p.partial;
@@ -191,7 +201,7 @@ export async function run() {
     }
 
     const { done, ms: resyncMs } = await resynced;
-    const memPartial = memory(partial.pids);
+    const memPartial = memory(pids.partial());
     // Events the resync brought in: everything the partial joiner holds now beyond what the join brought.
     const fetched = done.events - first.events - 2; // minus our own message and the resident's
     const stateEventsPerSec = fetched / (resyncMs / 1000);
