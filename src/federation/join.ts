@@ -33,7 +33,7 @@ import { FederationClient, FederationRequestError, seg } from "./client";
 import { KeyStore } from "./keys";
 import { checkPdus, sortByAuthChain, type CheckedPdu } from "./pdu-checks";
 import { checkStrippedState } from "./invite";
-import { membersOmitted, persistPartialJoin, PARTIAL_JOIN_QUERY } from "./partial-join"; // faster joins
+import { collectAnswerEvents, membersOmitted, persistPartialJoin, PARTIAL_JOIN_QUERY } from "./partial-join"; // faster joins
 
 function roomStub(env: Env, roomId: string) {
   return env.ROOMS.get(env.ROOMS.idFromName(roomId));
@@ -215,20 +215,7 @@ export async function persistJoin(
 
   // Auth chain and state, deduplicated, checked together (signatures fetched once per server).
   const raws = new Map<string, unknown>();
-  const stateIds: string[] = [];
-  for (const [list, isState] of [[answer.auth_chain, false], [answer.state, true]] as const) {
-    for (const raw of list as unknown[]) {
-      let id: string;
-      try {
-        id = computeEventId(raw as object, version);
-      } catch {
-        continue;
-      }
-      if (id === eventId) continue;
-      raws.set(id, raw);
-      if (isState) stateIds.push(id);
-    }
-  }
+  const stateIds = collectAnswerEvents(answer, version, eventId, raws);
   const checked = await checkPdus([...raws.values()], version, roomId, keys);
   const good = checked.filter((c): c is Extract<CheckedPdu, { ok: true }> => c.ok);
   for (const c of checked) if (!c.ok) console.warn(`federation: join of ${roomId} via ${server}: dropping ${c.eventId ?? "an event"}: ${c.error}`);

@@ -95,6 +95,33 @@ export function resyncServers(answer: PartialSendJoinAnswer, joinedVia: string, 
  * one bulk check (events that fail are dropped), and calls `RoomDO.beginPartialJoin`. Throws when the answer
  * cannot be used.
  */
+/**
+ * Gathers a send_join answer's auth chain and state into `raws` (by event ID, deduplicated, the join itself and
+ * events whose ID cannot be computed left out) and returns the state's event IDs in order.
+ */
+export function collectAnswerEvents(
+  answer: { auth_chain?: unknown; state?: unknown },
+  version: RoomVersion,
+  joinEventId: string,
+  raws: Map<string, unknown>,
+): string[] {
+  const stateIds: string[] = [];
+  for (const [list, isState] of [[answer.auth_chain, false], [answer.state, true]] as const) {
+    for (const raw of list as unknown[]) {
+      let id: string;
+      try {
+        id = computeEventId(raw as object, version);
+      } catch {
+        continue;
+      }
+      if (id === joinEventId) continue;
+      raws.set(id, raw);
+      if (isState) stateIds.push(id);
+    }
+  }
+  return stateIds;
+}
+
 export async function persistPartialJoin(
   env: Env,
   server: string,
@@ -120,20 +147,7 @@ export async function persistPartialJoin(
   }
   const keys = new KeyStore(env);
   const raws = new Map<string, unknown>([[eventId, join]]);
-  const stateIds: string[] = [];
-  for (const [list, isState] of [[answer.auth_chain, false], [answer.state, true]] as const) {
-    for (const raw of list as unknown[]) {
-      let id: string;
-      try {
-        id = computeEventId(raw as object, version);
-      } catch {
-        continue;
-      }
-      if (id === eventId) continue;
-      raws.set(id, raw);
-      if (isState) stateIds.push(id);
-    }
-  }
+  const stateIds = collectAnswerEvents(answer, version, eventId, raws);
   // The join and everything else in one bulk check: keys fetched once per server, signatures verified together.
   const checked = await checkPdus([...raws.values()], version, roomId, keys);
   const joinChecked = checked[0]!;
