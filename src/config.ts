@@ -19,6 +19,8 @@ export interface Config {
   rateLimits: ReadonlyMap<string, RateLimitRule | null>;
   /** Lifetime of access tokens issued together with a refresh token (ACCESS_TOKEN_LIFETIME_MS, default 5 min). */
   refreshableAccessTokenLifetimeMs: number;
+  /** Whether logged-in users may get a login token for another device (LOGIN_VIA_EXISTING_SESSION, default on). */
+  loginViaExistingSession: boolean;
   // --- application services (docs/appservices.md) ---
   /** Registered application services (APPSERVICE_REGISTRATIONS: YAML documents). */
   appservices: AppServiceRegistry;
@@ -69,6 +71,7 @@ export function parseConfig(env: Env): Config {
     refreshableAccessTokenLifetimeMs: parsePositiveInt("ACCESS_TOKEN_LIFETIME_MS", env.ACCESS_TOKEN_LIFETIME_MS, 5 * 60_000),
     appservices: new AppServiceRegistry(parseRegistrations(env.APPSERVICE_REGISTRATIONS, serverName), serverName),
     partialJoins: parseBool("PARTIAL_JOINS", env.PARTIAL_JOINS, true), // faster joins
+    loginViaExistingSession: parseBool("LOGIN_VIA_EXISTING_SESSION", env.LOGIN_VIA_EXISTING_SESSION, true),
   };
 }
 

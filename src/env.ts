@@ -34,6 +34,8 @@ export interface Env {
   // --- faster joins (docs/faster-joins.md) ---
   /** "false" to join remote rooms with their full state instead of partial state (default on). */
   PARTIAL_JOINS?: string;
+  /** "false" disables POST /_matrix/client/v1/login/get_token (login tokens for another device). */
+  LOGIN_VIA_EXISTING_SESSION?: string;
   // --- application services (docs/appservices.md) ---
   /** Appservice registrations: one or more YAML documents separated by `---`. */
   APPSERVICE_REGISTRATIONS?: string;

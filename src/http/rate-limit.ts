@@ -30,6 +30,8 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<string, RateLimitRule>> = {
   registration: { perSecond: 0.17, burst: 3 },
   /** /register/available, per client IP. */
   registration_available: { perSecond: 1, burst: 20 },
+  /** Login tokens handed out by /login/get_token, per account (Synapse: one a minute). */
+  login_token: { perSecond: 1 / 60, burst: 1 },
   /** Nonces handed out by /_synapse/admin/v1/register, per client IP. */
   shared_secret_nonce: { perSecond: 1, burst: 10 },
 };

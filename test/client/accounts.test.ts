@@ -488,6 +488,7 @@ describe("GET /capabilities", () => {
     expect(capabilities["m.set_displayname"]).toEqual({ enabled: true });
     expect(capabilities["m.set_avatar_url"]).toEqual({ enabled: true });
     expect(capabilities["m.3pid_changes"]).toEqual({ enabled: false });
+    expect(capabilities["m.get_login_token"]).toEqual({ enabled: true });
     expect((await request("GET", "/_matrix/client/v3/capabilities")).status).toBe(401);
   });
 });

@@ -13,9 +13,11 @@ const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 const whoami = (token: string) => request("GET", WHOAMI, { headers: bearer(token) });
 
 describe("GET /login", () => {
-  it("offers password login only", async () => {
+  it("offers password and token login (with get_login_token), and appservice login", async () => {
     // m.login.application_service is offered because the test server has appservices (test/appservices/registrations.ts).
-    const flows = { flows: [{ type: "m.login.password" }, { type: "m.login.application_service" }] };
+    const flows = {
+      flows: [{ type: "m.login.password" }, { type: "m.login.token", get_login_token: true }, { type: "m.login.application_service" }],
+    };
     expect(await call("GET", LOGIN)).toEqual(flows);
     expect(await call("GET", "/_matrix/client/r0/login")).toEqual(flows);
   });
@@ -57,7 +59,7 @@ describe("POST /login", () => {
     const post = (body: unknown) => request("POST", LOGIN, { body, headers: fromIp(ip) });
     expect((await json(await post("{"))).errcode).toBe("M_NOT_JSON");
     expect((await json(await post("[1]"))).errcode).toBe("M_BAD_JSON");
-    const badType = await post({ type: "m.login.token", token: "x" });
+    const badType = await post({ type: "m.login.sso", token: "x" });
     expect(badType.status).toBe(400);
     expect((await json(badType)).errcode).toBe("M_UNKNOWN");
     expect((await json(await post({ type: "m.login.password", identifier: { type: "m.id.user", user: "x" } }))).errcode).toBe("M_MISSING_PARAM");

@@ -13,7 +13,7 @@ export const v1 = new Hono<AppEnv>();
 
 // --- accounts: registration, login/logout/refresh, account management, devices, capabilities (docs/accounts.md) ---
 import { registerRoutes } from "./register";
-import { loginRoutes } from "./login";
+import { loginRoutes, loginRoutesV1 } from "./login";
 import { accountRoutes } from "./account";
 import { deviceRoutes } from "./devices";
 import { capabilitiesRoutes } from "./capabilities";
@@ -22,6 +22,7 @@ v3.route("/", loginRoutes);
 v3.route("/", accountRoutes);
 v3.route("/", deviceRoutes);
 v3.route("/", capabilitiesRoutes);
+v1.route("/", loginRoutesV1);
 // --- end accounts ---
 
 // --- sync: /sync, filters, account data and tags, typing, receipts and read markers (docs/sync.md) ---
