@@ -3,8 +3,8 @@
  * PUT /rooms/{roomId}/state/{eventType}[/{stateKey}], PUT /rooms/{roomId}/redact/{eventId}/{txnId}.
  * https://spec.matrix.org/v1.19/client-server-api/#creation and #sending-events-to-a-room
  *
- * The logic lives in src/rooms (create-room.ts, send.ts); handlers parse and answer. `?ts=` (appservice
- * timestamp massaging) is not handled yet.
+ * The logic lives in src/rooms (create-room.ts, send.ts); handlers parse and answer. Application services'
+ * `?ts=` reaches the events as `requester.timestamp` (src/appservices/auth.ts).
  */
 import { Hono } from "hono";
 import type { AppEnv, AppContext } from "../../http/app";
