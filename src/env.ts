@@ -39,6 +39,9 @@ export interface Env {
   // --- application services (docs/appservices.md) ---
   /** Appservice registrations: one or more YAML documents separated by `---`. */
   APPSERVICE_REGISTRATIONS?: string;
+  // --- media (docs/media.md) ---
+  /** Largest upload (and largest remote media fetched) in bytes; default 52428800 (50 MiB). */
+  MAX_UPLOAD_SIZE?: string;
 
   DB: D1Database;
   ROOMS: DurableObjectNamespace<RoomDO>;
@@ -50,4 +53,6 @@ export interface Env {
   RATE_LIMITER: DurableObjectNamespace<RateLimiterDO>;
   /** One AppServiceDO per registered application service, named by its id: transaction queue, backoff. */
   APPSERVICES: DurableObjectNamespace<AppServiceDO>;
+  /** Media repository bytes (docs/media.md); metadata in D1's `media` table. */
+  MEDIA: R2Bucket;
 }

@@ -16,12 +16,20 @@ import { appserviceAuth } from "./appservices/auth";
 import { appserviceAdmin } from "./routes/admin/appservices";
 // --- faster joins (docs/faster-joins.md) ---
 import { partialStateAdmin } from "./routes/admin/partial-state";
+// --- media repository (docs/media.md) ---
+import { clientMediaRoutes } from "./routes/media/client";
+import { legacyMediaRoutes } from "./routes/media/legacy";
 
 const app = createApp();
 app.route("/", wellKnown);
 // Application services: `as_token` authentication, masquerading and `?ts=` for the client API (before its routes).
 app.use("/_matrix/client/*", appserviceAuth);
 mountClientApi(app);
+// Media: uploads and the deprecated endpoints under /_matrix/media (appservice tokens work there too), and the
+// authenticated /_matrix/client/v1/media endpoints (src/routes/media/).
+app.use("/_matrix/media/*", appserviceAuth);
+app.route("/", legacyMediaRoutes);
+app.route("/", clientMediaRoutes);
 app.route("/", federationVersion);
 app.route("/", serverKeys);
 app.route("/", keyQuery); // notary: /_matrix/key/v2/query

@@ -57,44 +57,7 @@ export class FederationClient {
     body?: unknown,
     opts: RequestOptions = {},
   ): Promise<T> {
-    const config = getConfig(this.env);
-    const uri = path + queryString(opts.query);
-    let resolved;
-    try {
-      resolved = await resolveServerName(destination, {
-        fetch: federationFetch,
-        dohUrl: federationSettings(this.env).dohUrl,
-        overrides: config.federationOverrides,
-        cache: this.discoveryCache,
-        now: Date.now,
-      });
-    } catch (e) {
-      throw new FederationRequestError(destination, undefined, (e as Error).message);
-    }
-    const headers: Record<string, string> = { accept: "application/json" };
-    let payload: string | undefined;
-    if (body !== undefined) {
-      payload = JSON.stringify(body);
-      headers["content-type"] = "application/json";
-    }
-    if (opts.signed !== false) {
-      const key = (await getServerKeys(this.env)).current;
-      headers.authorization = signRequest(
-        { method, uri, origin: config.serverName, destination, ...(body !== undefined ? { content: body } : {}) },
-        key,
-      );
-    }
-    let res: Response;
-    try {
-      res = await federationFetch(resolved.baseUrl + uri, {
-        method,
-        headers,
-        body: payload,
-        signal: AbortSignal.timeout(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS),
-      });
-    } catch (e) {
-      throw new FederationRequestError(destination, undefined, `${method} ${path} failed: ${(e as Error).message}`);
-    }
+    const res = await this.send(destination, method, path, body, opts, "application/json");
     const text = await readBody(res, destination);
     let parsed: unknown;
     try {
@@ -112,6 +75,58 @@ export class FederationClient {
       throw new FederationRequestError(destination, res.status, `${method} ${path}: response is not a JSON object`);
     }
     return parsed as T;
+  }
+
+  /**
+   * Sends `method path` to `destination` like {@link request} and returns the response as it is, whatever its
+   * status (media downloads are multipart, not JSON). The caller reads or cancels the body. Throws
+   * {@link FederationRequestError} only when no response arrived (discovery, network, timeout).
+   */
+  async send(
+    destination: string,
+    method: "GET" | "PUT" | "POST" | "DELETE",
+    path: string,
+    body?: unknown,
+    opts: RequestOptions = {},
+    accept = "*/*",
+  ): Promise<Response> {
+    const config = getConfig(this.env);
+    const uri = path + queryString(opts.query);
+    let resolved;
+    try {
+      resolved = await resolveServerName(destination, {
+        fetch: federationFetch,
+        dohUrl: federationSettings(this.env).dohUrl,
+        overrides: config.federationOverrides,
+        cache: this.discoveryCache,
+        now: Date.now,
+      });
+    } catch (e) {
+      throw new FederationRequestError(destination, undefined, (e as Error).message);
+    }
+    const headers: Record<string, string> = { accept };
+    let payload: string | undefined;
+    if (body !== undefined) {
+      payload = JSON.stringify(body);
+      headers["content-type"] = "application/json";
+    }
+    if (opts.signed !== false) {
+      const key = (await getServerKeys(this.env)).current;
+      headers.authorization = signRequest(
+        { method, uri, origin: config.serverName, destination, ...(body !== undefined ? { content: body } : {}) },
+        key,
+      );
+    }
+    try {
+      return await federationFetch(resolved.baseUrl + uri, {
+        method,
+        headers,
+        body: payload,
+        signal: AbortSignal.timeout(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS),
+      });
+    } catch (e) {
+      throw new FederationRequestError(destination, undefined, `${method} ${path} failed: ${(e as Error).message}`);
+    }
   }
 }
 

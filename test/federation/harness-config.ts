@@ -108,6 +108,7 @@ export async function federationHarness(root: string, migrations: unknown) {
       TEST_MIGRATIONS: migrations,
     },
     d1Databases: { DB: `${name}-db` },
+    r2Buckets: { MEDIA: `${name}-media` }, // media repository (docs/media.md)
     durableObjects: workerOptions.durableObjects,
     outboundService: ROUTER,
   }));

@@ -19,6 +19,7 @@ import { federationQueries } from "./queries";
 import { federationUser } from "./user";
 import { federationPublicRooms } from "./public-rooms";
 import { federationHierarchy } from "./hierarchy";
+import { federationMedia } from "./media"; // media repository (docs/media.md)
 
 export function mountFederationApi(app: Hono<AppEnv>): void {
   app.use("/_matrix/federation/*", requireServerAuth);
@@ -27,6 +28,7 @@ export function mountFederationApi(app: Hono<AppEnv>): void {
   for (const group of [
     federationJoins, federationLeaves, federationKnocks, federationInvites, federationEvents, federationState,
     federationBackfill, federationQueries, federationUser, federationPublicRooms, federationHierarchy,
+    federationMedia,
   ]) {
     app.route("/", group);
   }
