@@ -1118,6 +1118,56 @@ export class RoomDO extends DurableObject<Env> {
   // ===== end of the application services block =====
 
   // =========================================================================================================
+  // Spaces and room previews for clients (src/rooms/summary.ts, src/rooms/space-walk.ts, docs/spaces.md): one
+  // read, and the `/hierarchy` pagination sessions of walks rooted here (key-value storage: no schema change).
+
+  /**
+   * What the client `/hierarchy` and `/room_summary` need of this room for `userId` (null: unauthenticated), as
+   * JSON: the user's membership (the newer of the current one and the newest out-of-band one), servers that may
+   * know the room, and — when state is held — its directory summary, `m.space.child` events, the rooms a
+   * restricted join rule allows and the number of local users joined.
+   */
+  async clientSpaceEntry(userId: string | null): Promise<string> {
+    if (!this.room.exists) return JSON.stringify({ membership: null, servers: [], room: null });
+    const ours = getConfig(this.env).serverName;
+    const held = this.room.currentStateGroup !== null;
+    let membership: string | null = null;
+    let at = -1;
+    const oob = userId === null ? undefined : this.federation.outOfBandMembership(userId);
+    if (userId !== null && held) {
+      const m = this.queries.currentMember(userId);
+      if (m) {
+        membership = m.membership;
+        at = this.ctx.storage.sql.exec<{ s: number | null }>("SELECT stream_ordering AS s FROM events WHERE nid = ?", m.event_nid).toArray()[0]?.s ?? -1;
+      }
+    }
+    const oobSummary = oob ? outOfBandSummary(oob) : null;
+    if (oob && oobSummary && (membership === null || (this.room.events.statusById(oob.event_id)?.stream_ordering ?? -1) > at)) membership = oob.membership;
+    const inviter = oobSummary?.membership === "invite" ? oobSummary.sender.slice(oobSummary.sender.indexOf(":") + 1) : undefined;
+    const servers = [...new Set([...(inviter ? [inviter] : []), ...(this.partial.info?.servers_in_room ?? []), ...(held ? this.queries.joinedServers(ours) : [])])];
+    const room = held
+      ? { stats: this.checks.directoryStats(), children_state: this.federation.spaceChildren(ours).children_state, allow_rooms: this.federation.joinRules().allow_rooms, local_joined: this.federation.localJoined() }
+      : null;
+    return JSON.stringify({ membership, servers, room });
+  }
+
+  /** Keeps a `/hierarchy` pagination session (JSON) until `expiresTs`, and drops the expired ones. */
+  async hierarchySessionPut(token: string, json: string, expiresTs: number): Promise<void> {
+    const now = Date.now();
+    const sessions = await this.ctx.storage.list<{ expires_ts: number }>({ prefix: "hierarchy-session:", limit: 1000 });
+    const expired = [...sessions].filter(([, v]) => v.expires_ts <= now).map(([k]) => k);
+    if (expired.length > 0) await this.ctx.storage.delete(expired.slice(0, 128));
+    await this.ctx.storage.put(`hierarchy-session:${token}`, { expires_ts: expiresTs, json });
+  }
+
+  /** A live `/hierarchy` pagination session (JSON), or null when unknown or expired. */
+  async hierarchySessionGet(token: string): Promise<string | null> {
+    const v = await this.ctx.storage.get<{ expires_ts: number; json: string }>(`hierarchy-session:${token}`);
+    return v && v.expires_ts > Date.now() ? v.json : null;
+  }
+  // ===== end of the spaces block =====
+
+  // =========================================================================================================
   // Partial state (faster joins): joining with partial state, the resync loop, waiting for full state.
   // =========================================================================================================
 

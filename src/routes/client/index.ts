@@ -73,9 +73,15 @@ v1.route("/", appservicePingRoutes);
 v3.route("/", thirdPartyRoutes);
 // --- end application services ---
 
+// --- spaces and room previews: /hierarchy, /room_summary and MSC3266's unstable paths (docs/spaces.md) ---
+import { roomSummaryUnstable, spaceRoutesV1 } from "./spaces";
+v1.route("/", spaceRoutesV1);
+// --- end spaces ---
+
 export function mountClientApi(app: Hono<AppEnv>): void {
   app.route("/", clientVersions);
   app.route("/_matrix/client/v3", v3);
   app.route("/_matrix/client/r0", v3);
   app.route("/_matrix/client/v1", v1);
+  app.route("/_matrix/client/unstable/im.nheko.summary", roomSummaryUnstable); // spaces: MSC3266 room summary
 }
