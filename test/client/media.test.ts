@@ -194,6 +194,26 @@ describe("upload and download", () => {
     await expectError(await raw("GET", `${V1}/download/${mxcPath(uri)}`, { headers: { authorization: "Bearer nope" } }), 401, "M_UNKNOWN_TOKEN");
   });
 
+  it("guests download but cannot upload (403 M_GUEST_ACCESS_FORBIDDEN)", async () => {
+    const alice = await createUserDirect();
+    const guest = await createUserDirect();
+    await testEnv.DB.prepare("UPDATE users SET is_guest = 1 WHERE user_id = ?").bind(guest.userId).run();
+    const uri = await upload(alice, "for everyone", "text/plain");
+    expect(await (await raw("GET", `${V1}/download/${mxcPath(uri)}`, { user: guest })).text()).toBe("for everyone");
+    const rows = await mediaCount();
+    await expectError(await raw("POST", `${MEDIA}/upload`, { user: guest, body: "x" }), 403, "M_GUEST_ACCESS_FORBIDDEN");
+    await expectError(await raw("POST", "/_matrix/media/v1/create", { user: guest }), 403, "M_GUEST_ACCESS_FORBIDDEN");
+    expect(await mediaCount()).toBe(rows);
+  });
+
+  it("an application service uploads with its as_token (as its sender)", async () => {
+    const res = await raw("POST", `${MEDIA}/upload`, { body: "bridged", headers: { authorization: "Bearer as-token-bridge", "content-type": "text/plain" } });
+    const { content_uri } = (await res.json()) as { content_uri: string };
+    expect(res.status).toBe(200);
+    const row = await testEnv.DB.prepare("SELECT uploader FROM media WHERE media_id = ?").bind(content_uri.split("/").pop()).first<{ uploader: string }>();
+    expect(row!.uploader).toBe(`@_asb_bot:${SERVER}`);
+  });
+
   it("bad server names and media IDs are 400; unknown media is 404", async () => {
     const alice = await createUserDirect();
     await expectError(await raw("GET", `${V1}/download/${SERVER}/bad.id`, { user: alice }), 400, "M_INVALID_PARAM");

@@ -13,7 +13,7 @@ import { Hono } from "hono";
 import type { AppContext, AppEnv } from "../../http/app";
 import { requireAuth } from "../../http/auth";
 import { getConfig } from "../../config";
-import { notFound, unrecognized } from "../../http/errors";
+import { MatrixError, notFound, unrecognized } from "../../http/errors";
 import { boolParam, checkMxcParts, createReservation, timeoutParam, uploadNew, uploadToReservation } from "../../media/repository";
 import { parseThumbnailQuery } from "../../media/thumbnail";
 
@@ -23,6 +23,7 @@ const VERSIONS = ["r0", "v1", "v3"] as const;
 for (const v of VERSIONS) {
   const base = `/_matrix/media/${v}`;
   legacyMediaRoutes.post(`${base}/upload`, requireAuth, async (c) => {
+    refuseGuests(c);
     const uri = await uploadNew(c.env, c.req.raw, c.get("requester").userId, c.req.query("filename"));
     return c.json({ content_uri: uri });
   });
@@ -38,12 +39,21 @@ for (const v of VERSIONS) {
   });
 }
 
-legacyMediaRoutes.post("/_matrix/media/v1/create", requireAuth, async (c) => c.json(await createReservation(c.env, c.get("requester").userId)));
+legacyMediaRoutes.post("/_matrix/media/v1/create", requireAuth, async (c) => {
+  refuseGuests(c);
+  return c.json(await createReservation(c.env, c.get("requester").userId));
+});
 
 legacyMediaRoutes.put("/_matrix/media/v3/upload/:serverName/:mediaId", requireAuth, async (c) => {
+  refuseGuests(c);
   await uploadToReservation(c.env, c.req.raw, c.req.param("serverName"), c.req.param("mediaId"), c.get("requester").userId, c.req.query("filename"));
   return c.json({});
 });
+
+/** Guests may download but not upload (as Synapse). */
+function refuseGuests(c: AppContext): void {
+  if (c.get("requester").isGuest) throw new MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed");
+}
 
 /** Deprecated unauthenticated download or thumbnail: parameters checked, then not found (frozen, see above). */
 function frozen(c: AppContext): Response {
