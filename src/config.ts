@@ -27,6 +27,9 @@ export interface Config {
   // --- faster joins (docs/faster-joins.md) ---
   /** Whether remote joins ask for partial state (`omit_members`); PARTIAL_JOINS, default on. */
   partialJoins: boolean;
+  // --- presence (docs/presence.md) ---
+  /** Whether presence is tracked and shared (PRESENCE_ENABLED, default on). */
+  presenceEnabled: boolean;
   // --- media (docs/media.md) ---
   /** Largest upload and largest remote media cached, in bytes (MAX_UPLOAD_SIZE, default 50 MiB). */
   maxUploadSize: number;
@@ -74,6 +77,7 @@ export function parseConfig(env: Env): Config {
     refreshableAccessTokenLifetimeMs: parsePositiveInt("ACCESS_TOKEN_LIFETIME_MS", env.ACCESS_TOKEN_LIFETIME_MS, 5 * 60_000),
     appservices: new AppServiceRegistry(parseRegistrations(env.APPSERVICE_REGISTRATIONS, serverName), serverName),
     partialJoins: parseBool("PARTIAL_JOINS", env.PARTIAL_JOINS, true), // faster joins
+    presenceEnabled: parseBool("PRESENCE_ENABLED", env.PRESENCE_ENABLED, true), // presence
     maxUploadSize: parsePositiveInt("MAX_UPLOAD_SIZE", env.MAX_UPLOAD_SIZE, 50 * 1024 * 1024), // media
     loginViaExistingSession: parseBool("LOGIN_VIA_EXISTING_SESSION", env.LOGIN_VIA_EXISTING_SESSION, true),
   };

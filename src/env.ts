@@ -39,6 +39,9 @@ export interface Env {
   // --- application services (docs/appservices.md) ---
   /** Appservice registrations: one or more YAML documents separated by `---`. */
   APPSERVICE_REGISTRATIONS?: string;
+  // --- presence (docs/presence.md) ---
+  /** "false" turns presence off (PUT accepted and ignored, GET says offline, no presence in /sync or federation). */
+  PRESENCE_ENABLED?: string;
   // --- media (docs/media.md) ---
   /** Largest upload (and largest remote media fetched) in bytes; default 52428800 (50 MiB). */
   MAX_UPLOAD_SIZE?: string;

@@ -14,6 +14,8 @@ import { synapseAdmin } from "./routes/synapse-admin";
 // --- application services (docs/appservices.md) ---
 import { appserviceAuth } from "./appservices/auth";
 import { appserviceAdmin } from "./routes/admin/appservices";
+// --- presence (docs/presence.md) ---
+import { presenceActivity } from "./presence/activity";
 // --- faster joins (docs/faster-joins.md) ---
 import { partialStateAdmin } from "./routes/admin/partial-state";
 // --- media repository (docs/media.md) ---
@@ -24,6 +26,8 @@ const app = createApp();
 app.route("/", wellKnown);
 // Application services: `as_token` authentication, masquerading and `?ts=` for the client API (before its routes).
 app.use("/_matrix/client/*", appserviceAuth);
+// Presence: sending, typing and receipts count as activity (src/presence/activity.ts, docs/presence.md).
+app.use("/_matrix/client/*", presenceActivity);
 mountClientApi(app);
 // Media: uploads and the deprecated endpoints under /_matrix/media (appservice tokens work there too), and the
 // authenticated /_matrix/client/v1/media endpoints (src/routes/media/).

@@ -119,6 +119,22 @@ export class AppServiceDO extends DurableObject<Env> {
     if (!down) this.kick();
   }
 
+  /**
+   * Presence (docs/presence.md): an `m.presence` ephemeral event (JSON text) for this appservice, queued as is.
+   * Presence is the latest state, not a stream to catch up on, so the event itself is the notice. Dropped while
+   * DOWN, like typing and receipts.
+   */
+  async presenceEvent(asId: string, json: string): Promise<void> {
+    const down = this.ctx.storage.transactionSync(() => {
+      this.setMeta("as_id", asId);
+      if (this.state().down) return true;
+      this.sql.exec("INSERT INTO queue (kind, json) VALUES ('ephemeral', ?)", json);
+      this.arm();
+      return false;
+    });
+    if (!down) this.kick();
+  }
+
   /** User `userId` (one of this appservice's) has news: to-device messages, device-list changes, key counts. */
   async userAdvanced(asId: string, userId: string): Promise<void> {
     this.ctx.storage.transactionSync(() => {

@@ -29,6 +29,9 @@ import { AccountData } from "./account-data";
 import { planSync, type SyncPlanRequest } from "./sync-plan";
 // Application services (MSC2409 to-device, MSC3202): see src/appservices/user-updates.ts
 import { AppserviceWatch, userUpdates } from "../../src/appservices/user-updates";
+// Presence (docs/presence.md): presence-service.ts
+import { PresenceService } from "./presence-service";
+import type { PresenceState } from "../../src/presence/model";
 
 export class UserDO extends DurableObject<Env> {
   protected readonly sql: SqlStorage;
@@ -77,11 +80,14 @@ export class UserDO extends DurableObject<Env> {
    * sender's next /sync sees its own event. Stale or repeated notifications are harmless.
    */
   async roomAdvanced(roomId: string, position: number, membership: string): Promise<void> {
-    this.write(() => {
+    const joined = this.write(() => {
       const before = this.rooms.get(roomId)?.membership; // E2EE: device lists follow joins and leaves
-      if (this.rooms.advance(roomId, position, asMembership(membership))) this.e2eeMembershipChanged(roomId, before, membership);
+      const changed = this.rooms.advance(roomId, position, asMembership(membership));
+      if (changed) this.e2eeMembershipChanged(roomId, before, membership);
+      return changed && before !== "join" && membership === "join";
     });
     this.e2eeKick(); // E2EE: deliver a queued device-list notice in the background (the alarm retries)
+    if (joined) this.presence.joined(); // presence: the room's members see this user's presence
   }
 
   /**
@@ -136,8 +142,15 @@ export class UserDO extends DurableObject<Env> {
    * Waits until the user stream passes `since`, for at most `timeoutMs`. `waiterId` names this request's waiter
    * so that `cancelWait` can end it when the client disconnects.
    */
-  async waitForChange(waiterId: string, since: number, timeoutMs: number): Promise<WaitOutcome> {
-    return this.stream.waiters.wait(waiterId, since, this.stream.head, timeoutMs);
+  async waitForChange(waiterId: string, since: number, timeoutMs: number, setPresence?: string | null): Promise<WaitOutcome> {
+    // Presence: a syncing client marks the user online (set_presence) and keeps them from timing out while it waits.
+    this.presence.syncStarted(setPresence);
+    const ended = this.presence.longPoll(setPresence);
+    try {
+      return await this.stream.waiters.wait(waiterId, since, this.stream.head, timeoutMs);
+    } finally {
+      ended();
+    }
   }
 
   /** Ends a waiting request's waiter (its client went away). */
@@ -158,9 +171,52 @@ export class UserDO extends DurableObject<Env> {
    * sync-plan.ts. Returned as JSON text (a SyncPlan), since account data contents are arbitrary JSON.
    */
   async syncPlan(req: SyncPlanRequest): Promise<string> {
+    this.presence.syncStarted(req.setPresence); // presence: set_presence (presence-service.ts)
     return JSON.stringify(
-      this.ctx.storage.transactionSync(() => planSync(this.sql, this.rooms, this.accountData, this.stream.head, req)),
+      this.ctx.storage.transactionSync(() => {
+        const head = this.stream.head;
+        const plan = planSync(this.sql, this.rooms, this.accountData, head, req);
+        const presence = this.presence.plan(req.since === null ? null : Math.min(req.since, head), head);
+        if (presence) plan.presence = presence;
+        return plan;
+      }),
     );
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Presence (docs/presence.md): this user's presence, and whose presence changed for this user to see
+
+  private presenceService?: PresenceService;
+  private get presence(): PresenceService {
+    return (this.presenceService ??= new PresenceService({
+      ctx: this.ctx,
+      env: this.env,
+      sql: this.sql,
+      stream: this.stream,
+      write: (fn) => this.write(fn),
+      joinedRooms: () => this.rooms.withMembership("join"),
+      userId: () => this.ctx.id.name,
+    }));
+  }
+
+  /** PUT /presence: sets this user's presence (and status message; null clears it). */
+  async presenceSet(state: PresenceState, statusMsg: string | null): Promise<void> {
+    await this.presence.put(state, statusMsg);
+  }
+
+  /** This user's presence as JSON text (a PresenceRecord). */
+  async presenceGet(): Promise<string> {
+    return JSON.stringify(this.presence.get());
+  }
+
+  /** The user did something (sent an event, typed, sent a receipt). */
+  async presenceActive(): Promise<void> {
+    await this.presence.active();
+  }
+
+  /** The presence of these users (sharing a room with this one) changed: the next sync reports them. */
+  async presenceChanged(userIds: string[]): Promise<void> {
+    this.presence.changed(userIds);
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -234,6 +290,12 @@ export class UserDO extends DurableObject<Env> {
 
   /** The E2EE outbox retries by alarm (the only alarm user so far; share it through a task table if needed). */
   override async alarm(): Promise<void> {
+    // Presence timers share the alarm (presence-service.ts); each side re-arms for its own next time.
+    try {
+      await this.presence.alarm();
+    } catch (e) {
+      console.warn("presence alarm", e);
+    }
     await this.e2ee.drain();
   }
 

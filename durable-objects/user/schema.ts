@@ -8,6 +8,7 @@
 import { applyMigrations } from "../shared/migrations";
 
 import { E2EE_PUSH_TABLES } from "./keys-schema";
+import { PRESENCE_TABLES } from "./presence";
 
 export const MIGRATIONS: readonly string[] = [
   /* v1: the sync stream, room positions, filters, account data */ `
@@ -63,6 +64,8 @@ export const MIGRATIONS: readonly string[] = [
   `,
   /* v2: E2EE (device/one-time/fallback/cross-signing keys, to-device, device lists, key backup) and push rules */
   E2EE_PUSH_TABLES,
+  /* v3: presence (presence.ts): the user's own presence and whose presence changed for the user to see */
+  PRESENCE_TABLES,
 ];
 
 /** Applies pending migrations. Call inside blockConcurrencyWhile; runs in one transaction. */

@@ -9,6 +9,7 @@ import type { AccountData } from "./account-data";
 import type { Membership, UserRooms } from "./rooms";
 import { SYNC_SECTIONS } from "./sync-sections";
 import { PUSH_RULES_ACCOUNT_DATA, pushRuleset, pushRulesContent } from "./push-rules";
+import type { PlannedPresence } from "./presence";
 
 export interface SyncPlanRequest {
   userId: string;
@@ -22,6 +23,8 @@ export interface SyncPlanRequest {
    * stated, so a room that became fully stated since the token starts afresh (full state), as if newly joined.
    */
   lazyMembers?: boolean;
+  /** Presence: the sync's `set_presence` (online when absent; offline: the sync does not touch presence). */
+  setPresence?: string;
 }
 
 export interface PlannedRoom {
@@ -56,6 +59,8 @@ export interface SyncPlan {
    * notification counts, and carrying it here spares the sync a second call to the UserDO.
    */
   pushRules?: string;
+  /** Presence (presence.ts): absent when presence is disabled. */
+  presence?: PlannedPresence;
 }
 
 const MEMBER_LIKE = new Set<Membership>(["join", "invite", "knock"]);

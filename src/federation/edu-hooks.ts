@@ -6,7 +6,8 @@
  * `inboundEduHooks.<name>` from a module that src/index.ts imports):
  * - `typing`, `receipt`: the room's ephemeral stream (RoomDO.setTyping / RoomDO.putReceipt, which check that the
  *   user is joined and, for receipts, that the event exists). Implemented.
- * - `presence`: HOOK (presence engineer) — no presence store yet; dropped.
+ * - `presence`: stored (D1) only if a local user shares a room with the remote user, then local sharers' syncs
+ *   and interested appservices hear of it (src/presence/publish.ts, docs/presence.md). Implemented.
  * - `toDevice`: the recipient's UserDO to-device inbox, deduplicated by (sender, messageId); `deviceId` may be
  *   "*" for all devices. Implemented (src/e2ee/federation.ts).
  * - `deviceListUpdate`, `signingKeyUpdate`: the remote key cache (src/federation/remote-keys.ts) is updated (or
@@ -16,6 +17,7 @@
 import type { Env } from "../env";
 import { receiveRemoteToDevice, receiveRemoteToDeviceMany, remoteDeviceListChanged } from "../e2ee/federation";
 import { applyDeviceListUpdate, applySigningKeyUpdate } from "./remote-keys";
+import { receiveRemotePresence } from "../presence/publish";
 
 /** How long a remote user's typing notification lasts (federation EDUs carry no timeout). */
 export const FEDERATION_TYPING_TIMEOUT_MS = 30_000;
@@ -91,8 +93,9 @@ export const inboundEduHooks: InboundEduHooks = {
       await room(env, edu.roomId).putReceipt(edu.userId, edu.receiptType, eventId, edu.threadId, edu.ts);
     }
   },
-  async presence() {
-    // HOOK (presence): no presence store yet.
+  async presence(env, _origin, edu) {
+    // edus.ts checked that the user belongs to the origin; presence disabled or nobody here sharing a room: dropped.
+    await receiveRemotePresence(env, edu.userId, edu.content);
   },
   // E2EE (src/e2ee/federation.ts): to-device inbox; device-list and signing-key updates notify local users
   // sharing a room (no remote key cache: /keys/query asks the remote server).

@@ -16,6 +16,8 @@ import type { SyncPlan, PlannedRoom } from "../../durable-objects/user/sync-plan
 import type { SyncRoomResult } from "../../durable-objects/room/sync-view";
 import { excludesAll, matchesEvent, matchesRoom, type Filter, type RoomEventFilter } from "./filter";
 import { formatSyncToken } from "./tokens";
+import { presenceSyncEvents } from "../presence/sync"; // presence (docs/presence.md)
+import { getConfig } from "../config";
 
 /** The longest a long poll waits, whatever the client asks. */
 export const MAX_SYNC_TIMEOUT_MS = 5 * 60 * 1000;
@@ -26,6 +28,8 @@ export interface SyncRequest {
   timeoutMs: number;
   fullState: boolean;
   filter: Filter;
+  /** Presence: `set_presence` (online when absent; offline leaves presence alone). */
+  setPresence?: string;
 }
 
 type UserStub = DurableObjectStub<import("../../durable-objects/user/UserDO").UserDO>;
@@ -48,7 +52,7 @@ export async function runSync(
   const longPoll = req.since !== null && !req.fullState;
   let waitFrom = req.since;
   for (;;) {
-    if (longPoll && waitFrom !== null) await waitForStream(user, waitFrom, deadline - Date.now(), signal, waitUntil);
+    if (longPoll && waitFrom !== null) await waitForStream(user, waitFrom, deadline - Date.now(), signal, waitUntil, req.setPresence ?? "online");
     const plan = JSON.parse(
       await user.syncPlan({
         userId: requester.userId,
@@ -57,6 +61,7 @@ export async function runSync(
         fullState: req.fullState,
         includeLeave: req.filter.room?.include_leave === true,
         lazyMembers: req.filter.room?.state?.lazy_load_members === true, // faster joins (sync-plan.ts)
+        setPresence: req.setPresence ?? "online", // presence (docs/presence.md)
       }),
     ) as SyncPlan;
     const { response, news } = await render(env, requester, req, plan);
@@ -72,6 +77,7 @@ async function waitForStream(
   timeoutMs: number,
   signal: AbortSignal | undefined,
   waitUntil: (p: Promise<unknown>) => void,
+  setPresence: string,
 ): Promise<void> {
   if (timeoutMs <= 0) return;
   if (signal?.aborted) throw new SyncCancelled("client went away");
@@ -79,7 +85,7 @@ async function waitForStream(
   const onAbort = () => waitUntil(user.cancelWait(waiterId));
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    const outcome = await user.waitForChange(waiterId, since, timeoutMs);
+    const outcome = await user.waitForChange(waiterId, since, timeoutMs, setPresence);
     if (outcome === "cancelled" || signal?.aborted) throw new SyncCancelled("client went away");
   } finally {
     signal?.removeEventListener("abort", onAbort);
@@ -122,6 +128,13 @@ async function render(
     account_data: { events: globalData },
     ...plan.sections,
   };
+  // Presence (docs/presence.md): absent from the plan when presence is disabled.
+  if (plan.presence && getConfig(env).presenceEnabled) {
+    const newlyJoined = req.since === null ? [] : planned.filter((r) => r.membership === "join" && r.from === null).map((r) => r.roomId);
+    const events = await presenceSyncEvents(env, requester.userId, plan.presence, newlyJoined, filter.presence);
+    response.presence = { events };
+    if (events.length > 0) news = true;
+  }
   return { response, news };
 }
 

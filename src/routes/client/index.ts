@@ -38,6 +38,11 @@ v3.route("/", typingRoutes);
 v3.route("/", receiptRoutes);
 // --- end sync ---
 
+// --- presence: PUT/GET /presence/{userId}/status (docs/presence.md) ---
+import { presenceRoutes } from "./presence";
+v3.route("/", presenceRoutes);
+// --- end presence ---
+
 // --- rooms: createRoom, send/state/redact, membership, messages/context/state/members, aliases and the
 // room directory, profiles, user directory (docs/client-rooms.md) ---
 import { roomRoutes } from "./rooms";

@@ -10,6 +10,7 @@ import { invalidParam, MatrixError } from "../../http/errors";
 import { parseFilter, type Filter } from "../../sync/filter";
 import { parseSyncToken } from "../../sync/tokens";
 import { runSync, SyncCancelled } from "../../sync/sync";
+import { getConfig } from "../../config";
 
 export const syncRoutes = new Hono<AppEnv>();
 
@@ -34,7 +35,8 @@ syncRoutes.get("/sync", async (c) => {
   }
   const fullState = booleanParam(q("full_state"), "full_state");
   const presence = q("set_presence");
-  // Presence is not tracked yet: the parameter is validated and otherwise has no effect.
+  // Presence (docs/presence.md): online (the default) or unavailable sets the user's presence while syncing;
+  // offline leaves it alone.
   if (presence !== undefined && !["online", "offline", "unavailable"].includes(presence)) {
     throw invalidParam("'set_presence' must be one of online, offline, unavailable");
   }
@@ -44,7 +46,7 @@ syncRoutes.get("/sync", async (c) => {
     const body = await runSync(
       c.env,
       requester,
-      { since, timeoutMs, fullState, filter },
+      { since, timeoutMs, fullState, filter, setPresence: getConfig(c.env).presenceEnabled ? (presence ?? "online") : "offline" },
       c.req.raw.signal,
       (p) => c.executionCtx.waitUntil(p),
     );
