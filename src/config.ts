@@ -21,6 +21,11 @@ export interface Config {
   refreshableAccessTokenLifetimeMs: number;
   /** Whether logged-in users may get a login token for another device (LOGIN_VIA_EXISTING_SESSION, default on). */
   loginViaExistingSession: boolean;
+  // --- VoIP and server contacts ---
+  /** TURN servers handed to clients by GET /voip/turnServer (TURN_URIS and credentials; see README). */
+  turn: TurnConfig;
+  /** The document served at /.well-known/matrix/support (SUPPORT_CONTACTS), or null: 404. */
+  support: Record<string, unknown> | null;
   // --- application services (docs/appservices.md) ---
   /** Registered application services (APPSERVICE_REGISTRATIONS: YAML documents). */
   appservices: AppServiceRegistry;
@@ -33,6 +38,16 @@ export interface Config {
   // --- media (docs/media.md) ---
   /** Largest upload and largest remote media cached, in bytes (MAX_UPLOAD_SIZE, default 50 MiB). */
   maxUploadSize: number;
+}
+
+/** TURN credentials: Synapse's turn_shared_secret (time-limited HMAC credentials) or a fixed username/password. */
+export interface TurnConfig {
+  uris: string[];
+  sharedSecret?: string;
+  username?: string;
+  password?: string;
+  /** Lifetime of the credentials handed out (TURN_USER_LIFETIME_MS, default one day). */
+  userLifetimeMs: number;
 }
 
 /** A token bucket: `burst` actions at once, refilled at `perSecond`. */
@@ -80,6 +95,8 @@ export function parseConfig(env: Env): Config {
     presenceEnabled: parseBool("PRESENCE_ENABLED", env.PRESENCE_ENABLED, true), // presence
     maxUploadSize: parsePositiveInt("MAX_UPLOAD_SIZE", env.MAX_UPLOAD_SIZE, 50 * 1024 * 1024), // media
     loginViaExistingSession: parseBool("LOGIN_VIA_EXISTING_SESSION", env.LOGIN_VIA_EXISTING_SESSION, true),
+    turn: parseTurn(env),
+    support: parseSupport(env.SUPPORT_CONTACTS),
   };
 }
 
@@ -155,4 +172,62 @@ function parseRateLimits(raw: string | undefined): Map<string, RateLimitRule | n
     map.set(action, { perSecond, burst });
   }
   return map;
+}
+
+// --- VoIP and server contacts ---
+
+function parseTurn(env: Env): TurnConfig {
+  const raw = env.TURN_URIS?.trim() ?? "";
+  let uris: unknown = [];
+  if (raw !== "") {
+    try {
+      uris = raw.startsWith("[") ? JSON.parse(raw) : raw.split(",").map((u) => u.trim()).filter(Boolean);
+    } catch (e) {
+      throw new ConfigError(`TURN_URIS is not valid JSON: ${(e as Error).message}`);
+    }
+  }
+  if (!Array.isArray(uris) || !uris.every((u) => typeof u === "string" && /^turns?:/.test(u))) {
+    throw new ConfigError("TURN_URIS must be a comma-separated list or JSON array of turn: / turns: URIs");
+  }
+  const turn: TurnConfig = {
+    uris: uris as string[],
+    userLifetimeMs: parsePositiveInt("TURN_USER_LIFETIME_MS", env.TURN_USER_LIFETIME_MS, 86_400_000),
+  };
+  if (env.TURN_SHARED_SECRET) turn.sharedSecret = env.TURN_SHARED_SECRET;
+  if (env.TURN_USERNAME) turn.username = env.TURN_USERNAME;
+  if (env.TURN_PASSWORD) turn.password = env.TURN_PASSWORD;
+  return turn;
+}
+
+/** SUPPORT_CONTACTS: the JSON of /.well-known/matrix/support (`contacts` and/or `support_page`). */
+function parseSupport(raw: string | undefined): Record<string, unknown> | null {
+  if (raw === undefined || raw.trim() === "") return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (e) {
+    throw new ConfigError(`SUPPORT_CONTACTS is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError("SUPPORT_CONTACTS must be a JSON object with `contacts` and/or `support_page`");
+  }
+  const doc = parsed as Record<string, unknown>;
+  const contacts = doc.contacts;
+  if (contacts !== undefined) {
+    const ok =
+      Array.isArray(contacts) &&
+      contacts.every(
+        (x) =>
+          typeof x === "object" && x !== null && typeof (x as Record<string, unknown>).role === "string" &&
+          ((x as Record<string, unknown>).matrix_id !== undefined || (x as Record<string, unknown>).email_address !== undefined),
+      );
+    if (!ok) throw new ConfigError("SUPPORT_CONTACTS.contacts must be an array of {role, matrix_id and/or email_address}");
+  }
+  if (doc.support_page !== undefined && typeof doc.support_page !== "string") {
+    throw new ConfigError("SUPPORT_CONTACTS.support_page must be a URL string");
+  }
+  if (contacts === undefined && doc.support_page === undefined) {
+    throw new ConfigError("SUPPORT_CONTACTS needs `contacts` or `support_page`");
+  }
+  return doc;
 }

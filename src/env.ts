@@ -36,6 +36,13 @@ export interface Env {
   PARTIAL_JOINS?: string;
   /** "false" disables POST /_matrix/client/v1/login/get_token (login tokens for another device). */
   LOGIN_VIA_EXISTING_SESSION?: string;
+  // --- VoIP and server contacts (README, "Configuration") ---
+  TURN_URIS?: string;
+  TURN_SHARED_SECRET?: string;
+  TURN_USERNAME?: string;
+  TURN_PASSWORD?: string;
+  TURN_USER_LIFETIME_MS?: string;
+  SUPPORT_CONTACTS?: string;
   // --- application services (docs/appservices.md) ---
   /** Appservice registrations: one or more YAML documents separated by `---`. */
   APPSERVICE_REGISTRATIONS?: string;

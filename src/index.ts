@@ -14,6 +14,8 @@ import { synapseAdmin } from "./routes/synapse-admin";
 // --- application services (docs/appservices.md) ---
 import { appserviceAuth } from "./appservices/auth";
 import { appserviceAdmin } from "./routes/admin/appservices";
+// --- content reports and whois (docs/moderation.md) ---
+import { reportsAdmin } from "./routes/admin/reports";
 // --- presence (docs/presence.md) ---
 import { presenceActivity } from "./presence/activity";
 // --- faster joins (docs/faster-joins.md) ---
@@ -40,6 +42,7 @@ app.route("/", keyQuery); // notary: /_matrix/key/v2/query
 mountFederationApi(app); // X-Matrix authentication for /_matrix/federation/*, then /send, admin destinations
 app.route("/", synapseAdmin); // shared-secret registration (src/routes/synapse-admin.ts)
 app.route("/", appserviceAdmin); // GET /_axon/admin/v1/appservices (src/routes/admin/appservices.ts)
+app.route("/", reportsAdmin); // reports for admins, /admin/whois (src/routes/admin/reports.ts)
 app.route("/", partialStateAdmin); // faster joins: GET /_axon/admin/v1/rooms/{roomId}/partial_state
 
 export default app;

@@ -5,8 +5,8 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import { encodeBase64, encodeBase64Url } from "../protocol/base64";
 
-/** A new opaque token with a recognisable prefix (`syt_` access, `syr_` refresh, `syl_` login, as Synapse does). */
-export function newToken(prefix: "syt" | "syr" | "syl"): string {
+/** A new opaque token with a recognisable prefix (`syt_` access, `syr_` refresh, `syl_` login, as Synapse does; `syo_` OpenID). */
+export function newToken(prefix: "syt" | "syr" | "syl" | "syo"): string {
   return `${prefix}_${encodeBase64Url(crypto.getRandomValues(new Uint8Array(32)))}`;
 }
 

@@ -32,6 +32,10 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<string, RateLimitRule>> = {
   registration_available: { perSecond: 1, burst: 20 },
   /** Login tokens handed out by /login/get_token, per account (Synapse: one a minute). */
   login_token: { perSecond: 1 / 60, burst: 1 },
+  /** Content reports (events, rooms, users), per reporter. */
+  report: { perSecond: 1, burst: 10 },
+  /** OpenID tokens for integrations, per user. */
+  openid_token: { perSecond: 1, burst: 10 },
   /** Nonces handed out by /_synapse/admin/v1/register, per client IP. */
   shared_secret_nonce: { perSecond: 1, burst: 10 },
 };

@@ -1,6 +1,6 @@
 /**
  * Authentication of requests from other servers (https://spec.matrix.org/v1.19/server-server-api/#request-authentication):
- * every /_matrix/federation/* endpoint except /version requires an `Authorization: X-Matrix …` header whose
+ * every /_matrix/federation/* endpoint except /version and /openid/userinfo requires an `Authorization: X-Matrix …` header whose
  * destination (when given) is us, whose key is a current key of the origin (fetched if needed) and whose
  * signature covers this exact request: method, path and query as sent, origin, destination, and the JSON body.
  * Failures are 401 M_UNAUTHORIZED. On success `c.get("origin")` is the authenticated server.
@@ -17,7 +17,8 @@ import { parseXMatrixHeader, verifyRequestSignature, XMatrixParseError, type XMa
 export const MAX_FEDERATION_BODY_BYTES = 150 * 65536;
 
 /** Paths under /_matrix/federation that need no signature. */
-const UNAUTHENTICATED = new Set(["/_matrix/federation/v1/version"]);
+// OpenID userinfo is asked by integrations with the OpenID token itself (src/routes/federation/openid.ts).
+const UNAUTHENTICATED = new Set(["/_matrix/federation/v1/version", "/_matrix/federation/v1/openid/userinfo"]);
 
 /** The request target as the sender signed it: path and query exactly as received, without scheme and host. */
 export function requestUri(url: string): string {

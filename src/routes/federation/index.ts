@@ -20,6 +20,7 @@ import { federationUser } from "./user";
 import { federationPublicRooms } from "./public-rooms";
 import { federationHierarchy } from "./hierarchy";
 import { federationMedia } from "./media"; // media repository (docs/media.md)
+import { federationOpenId } from "./openid"; // OpenID userinfo for integrations (unauthenticated, see auth.ts)
 
 export function mountFederationApi(app: Hono<AppEnv>): void {
   app.use("/_matrix/federation/*", requireServerAuth);
@@ -28,7 +29,7 @@ export function mountFederationApi(app: Hono<AppEnv>): void {
   for (const group of [
     federationJoins, federationLeaves, federationKnocks, federationInvites, federationEvents, federationState,
     federationBackfill, federationQueries, federationUser, federationPublicRooms, federationHierarchy,
-    federationMedia,
+    federationMedia, federationOpenId,
   ]) {
     app.route("/", group);
   }
