@@ -1118,7 +1118,7 @@ export class RoomDO extends DurableObject<Env> {
   // ===== end of the application services block =====
 
   // =========================================================================================================
-  // Spaces and room previews for clients (src/rooms/summary.ts, src/rooms/space-walk.ts, docs/spaces.md): one
+  // Spaces and room previews for clients (src/rooms/summary.ts, src/rooms/spaces.ts, docs/spaces.md): one
   // read, and the `/hierarchy` pagination sessions of walks rooted here (key-value storage: no schema change).
 
   /**
@@ -1145,9 +1145,10 @@ export class RoomDO extends DurableObject<Env> {
     if (oob && oobSummary && (membership === null || (this.room.events.statusById(oob.event_id)?.stream_ordering ?? -1) > at)) membership = oob.membership;
     const inviter = oobSummary?.membership === "invite" ? oobSummary.sender.slice(oobSummary.sender.indexOf(":") + 1) : undefined;
     const servers = [...new Set([...(inviter ? [inviter] : []), ...(this.partial.info?.servers_in_room ?? []), ...(held ? this.queries.joinedServers(ours) : [])])];
-    const room = held
-      ? { stats: this.checks.directoryStats(), children_state: this.federation.spaceChildren(ours).children_state, allow_rooms: this.federation.joinRules().allow_rooms, local_joined: this.federation.localJoined() }
-      : null;
+    const stats = held ? this.checks.directoryStats() : null;
+    // Only a space's children are walked (and listing them scans the current state: skipped for other rooms).
+    const children = stats?.room_type === "m.space" ? this.federation.spaceChildren(ours).children_state : [];
+    const room = stats ? { stats, children_state: children, allow_rooms: this.federation.joinRules().allow_rooms, local_joined: this.federation.localJoined() } : null;
     return JSON.stringify({ membership, servers, room });
   }
 

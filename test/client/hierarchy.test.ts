@@ -50,7 +50,7 @@ describe("/hierarchy", () => {
   let member: TestUser; // joined the root space
   let stranger: TestUser; // joined nothing
   let space: string;
-  const r: Record<string, string> = {};
+  const r = {} as Record<"pub" | "sub" | "subsub" | "deep" | "inviteOnly" | "restricted" | "knock" | "readable" | "invited" | "noVia" | "badVia", string>;
 
   // space (public m.space)
   // ├─ pub            public room, suggested, order "b"
@@ -120,7 +120,7 @@ describe("/hierarchy", () => {
     expect(ids).not.toContain(r.noVia);
     expect(ids).not.toContain(r.badVia);
 
-    const root = page.rooms[0];
+    const root = page.rooms[0]!;
     expect(root).toMatchObject({ room_id: space, name: "Root", room_type: "m.space", join_rule: "public", num_joined_members: 2, world_readable: false, guest_can_join: false });
     // children_state: stripped m.space.child events with origin_server_ts, only those with a usable via.
     expect(root.children_state.map((c) => c.state_key).sort()).toEqual([r.pub, r.sub, r.knock, r.readable, r.invited].sort());
@@ -150,7 +150,7 @@ describe("/hierarchy", () => {
   it("suggested_only keeps suggested children only", async () => {
     const page = await hierarchy(member, space, "suggested_only=true");
     expect(page.rooms.map((x) => x.room_id)).toEqual([space, r.pub, r.knock]);
-    expect(page.rooms[0].children_state.map((c) => c.state_key)).toEqual([r.pub, r.knock]);
+    expect(page.rooms[0]!.children_state.map((c) => c.state_key)).toEqual([r.pub, r.knock]);
   });
 
   it("max_depth bounds how far the walk goes", async () => {
@@ -158,7 +158,7 @@ describe("/hierarchy", () => {
     const one = await hierarchy(member, space, "max_depth=1");
     expect(one.rooms.map((x) => x.room_id)).toEqual([space, r.sub, r.pub, r.knock, r.readable, r.invited]);
     // Rooms at the limit still show their children_state.
-    expect(one.rooms[1].children_state.length).toBe(4);
+    expect(one.rooms[1]!.children_state.length).toBe(4);
     expect((await hierarchy(member, space, "max_depth=2")).rooms.map((x) => x.room_id)).toEqual([
       space, r.sub, r.restricted, r.subsub, r.pub, r.knock, r.readable, r.invited,
     ]);

@@ -28,7 +28,7 @@ describe("spaces over federation", () => {
   let bob: ScenarioUser; // hs2.test
   let carol: ScenarioUser; // hs3.test
   let space: string; // test.local
-  const r: Record<string, string> = {};
+  const r = {} as Record<"local" | "remotePub" | "remoteSecret" | "remoteSub" | "c" | "d", string>;
 
   // space (test.local)
   // ├─ remotePub   public room on hs2 (suggested)
