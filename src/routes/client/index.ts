@@ -78,6 +78,20 @@ v1.route("/", appservicePingRoutes);
 v3.route("/", thirdPartyRoutes);
 // --- end application services ---
 
+// --- VoIP, content reports, OpenID for integrations (docs/moderation.md, docs/accounts.md) ---
+import { voipRoutes } from "./voip";
+import { reportRoutes } from "./reports";
+import { openIdRoutes } from "./openid";
+v3.route("/", voipRoutes);
+v3.route("/", reportRoutes);
+v3.route("/", openIdRoutes);
+// --- end VoIP, reports, OpenID ---
+
+// --- mutual rooms (docs/client-rooms.md) ---
+import { mutualRoomRoutesV1 } from "./mutual-rooms";
+v1.route("/", mutualRoomRoutesV1);
+// --- end mutual rooms ---
+
 // --- spaces and room previews: /hierarchy, /room_summary and MSC3266's unstable paths (docs/spaces.md) ---
 import { roomSummaryUnstable, spaceRoutesV1 } from "./spaces";
 v1.route("/", spaceRoutesV1);
