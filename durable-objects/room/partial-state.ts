@@ -16,6 +16,7 @@
 import type { Room } from "./room";
 import type { NidStateMap } from "./state-store";
 import type { EventRow } from "./event-store";
+import { reindexRelation } from "./relations"; // relations (docs/relations.md)
 
 /** The room row of a partially stated room. */
 export interface PartialStateInfo {
@@ -195,6 +196,7 @@ export class PartialState {
     this.room.events.forget(row.nid);
     const rejectedNow = rejected !== null;
     if (rejectedNow !== rejectedBefore) this.room.replaceInExtremities(row.nid);
+    if (rejectedNow !== rejectedBefore) reindexRelation(this.sql, row.nid); // relations (docs/relations.md)
     this.room.refreshCurrentState();
     if (rejectedNow !== rejectedBefore) this.room.notifyLocalMembers();
 

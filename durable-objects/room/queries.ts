@@ -31,6 +31,8 @@ import {
   ROOM_START,
   type TopoPos,
 } from "../../src/rooms/tokens";
+// relations (docs/relations.md): /relations, /threads, bundled aggregations, send-side relation checks
+import { RelationsView, relationSendError, type RelationsRequest, type ThreadsRequest } from "./relations";
 
 /** The user (and device, for `unsigned.transaction_id`) a query is answered for. */
 export interface Viewer {
@@ -286,6 +288,19 @@ export class RoomQueries {
     });
   }
 
+  // Relations (docs/relations.md): client events with their bundled aggregations (unsigned.m.relations).
+  private relationsView: RelationsView | undefined;
+  get relations(): RelationsView {
+    return (this.relationsView ??= new RelationsView(this.room, this.sql, this));
+  }
+
+  /** `toClient` plus bundled aggregations (for the endpoints the spec lists: /messages, /context, /event …). */
+  toClientBundled(rows: readonly TimelineRow[], viewer: Viewer, lookups = new StateLookups(this.sql, this.room)): ClientEvent[] {
+    const events = this.toClient(rows, viewer, lookups);
+    this.relations.bundle(rows, events, viewer, lookups);
+    return events;
+  }
+
   private transactionIds(rows: readonly TimelineRow[], viewer?: Viewer): Map<string, string> {
     const out = new Map<string, string>();
     if (!viewer?.deviceId) return out;
@@ -459,7 +474,7 @@ export class RoomQueries {
       }
     }
     const { rows, next } = this.scan(viewer, req.dir, walkFrom, req.limit, opts);
-    const body: Record<string, unknown> = { chunk: this.toClient(rows, viewer, lookups), start };
+    const body: Record<string, unknown> = { chunk: this.toClientBundled(rows, viewer, lookups), start };
     if (next) body.end = formatTopoToken(next);
     if (req.filter?.lazy_load_members && rows.length > 0) {
       const members = this.membersFor(rows[0]!.state_after, rows.map((r) => r.sender), lookups);
@@ -484,9 +499,9 @@ export class RoomQueries {
     const earliest = before.rows.at(-1) ?? row;
     const latest = after.rows.at(-1) ?? row;
     const body: Record<string, unknown> = {
-      event: this.toClient([row], viewer, lookups)[0],
-      events_before: this.toClient(before.rows, viewer, lookups),
-      events_after: this.toClient(after.rows, viewer, lookups),
+      event: this.toClientBundled([row], viewer, lookups)[0],
+      events_before: this.toClientBundled(before.rows, viewer, lookups),
+      events_after: this.toClientBundled(after.rows, viewer, lookups),
       start: formatTopoToken(before.next ?? cutBefore(earliest)),
       end: formatTopoToken(after.next ?? cutAfter(latest)),
     };
@@ -504,7 +519,7 @@ export class RoomQueries {
     if (!row || isHiddenFromClients(row.type) || this.visibleTo(viewer.userId, [row]).length === 0) {
       return fail(404, "M_NOT_FOUND", "Event not found.");
     }
-    return ok(this.toClient([row], viewer)[0]);
+    return ok(this.toClientBundled([row], viewer)[0]);
   }
 
   /** GET /rooms/{roomId}/state */
@@ -860,8 +875,12 @@ export class ClientChecks {
         }
         return { kind: "send", template: { type: req.type, state_key: req.state_key, sender: req.sender, content: req.content, ...massagedTs(req) } };
       }
-      case "message":
+      case "message": {
+        // Relations (docs/relations.md): no thread off a relation, no duplicate annotation.
+        const relError = relationSendError(this.sql, req);
+        if (relError) return { kind: "error", ...relError };
         return { kind: "send", template: { type: req.type, sender: req.sender, content: req.content, ...massagedTs(req) } };
+      }
       case "redaction": {
         const target = this.room.events.byId(req.redacts);
         if (!target || target.outlier) return { kind: "error", status: 404, errcode: "M_NOT_FOUND", error: "Event not found" };
@@ -970,7 +989,10 @@ export type ClientReadRequest =
   | { kind: "state_event"; type: string; state_key: string; format: "content" | "event" }
   | { kind: "members"; at?: string; membership?: string; not_membership?: string }
   | { kind: "joined_members" }
-  | { kind: "timestamp_to_event"; ts: number; dir: "b" | "f" };
+  | { kind: "timestamp_to_event"; ts: number; dir: "b" | "f" }
+  // relations (docs/relations.md)
+  | ({ kind: "relations" } & RelationsRequest)
+  | ({ kind: "threads" } & ThreadsRequest);
 
 export function runClientRead(q: RoomQueries, viewer: Viewer, req: ClientReadRequest): QueryResponse {
   switch (req.kind) {
@@ -1000,6 +1022,10 @@ export function runClientRead(q: RoomQueries, viewer: Viewer, req: ClientReadReq
       return q.joinedMembers(viewer);
     case "timestamp_to_event":
       return q.timestampToEvent(viewer, req.ts, req.dir);
+    case "relations": // relations (docs/relations.md)
+      return q.relations.relations(viewer, req);
+    case "threads":
+      return q.relations.threads(viewer, req);
   }
 }
 

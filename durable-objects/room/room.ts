@@ -23,6 +23,7 @@ import { serverNameOf } from "../../src/protocol/identifiers";
 import { EventStore, toAuthEvent, redactsOf, type EventRow, type EventStatus } from "./event-store";
 import { StateStore, diffStates, type NidStateMap } from "./state-store";
 import { Outbox, Timers } from "./outbox";
+import { indexRelation, unindexRelation } from "./relations"; // relations (docs/relations.md)
 
 /** The most prev_events a local event references (the spec allows 20). */
 export const MAX_PREV_EVENTS = 10;
@@ -431,6 +432,7 @@ export class Room {
 
     if (d.rejected !== null) return { status: "rejected", event_id: eventId, reason: d.rejected };
     if (d.softFailed) return { status: "soft_failed", event_id: eventId };
+    indexRelation(this.sql, nid, pdu); // relations (docs/relations.md): in the event's transaction, before redactions apply
     // Federation backfill: history changes neither the extremities nor the current state, and notifies nobody.
     if (d.historical) {
       this.applyRedactions(nid, pdu);
@@ -577,6 +579,7 @@ export class Room {
     }
     const redacted = redactEvent(JSON.parse(target.json) as PDU, this.version);
     this.sql.exec("UPDATE events SET json = ?, redacted_by = ? WHERE nid = ?", JSON.stringify(redacted), redaction.event_id, target.nid);
+    unindexRelation(this.sql, target.nid); // relations: a redacted event relates to nothing any more
     this.events.forget(target.nid);
   }
 

@@ -163,6 +163,44 @@ export const MIGRATIONS: readonly string[] = [
 
   CREATE INDEX txn_ids_event ON txn_ids(event_id);
   `,
+  /* v3 (relations, docs/relations.md): m.relates_to of timeline events, and each thread's latest event */ `
+  -- One row per event whose content has an m.relates_to with a string rel_type and event_id. Written in the event's
+  -- transaction, deleted when the event is redacted. Readers still check the event's status (rejected, soft-failed).
+  CREATE TABLE event_relations (
+    event_nid       INTEGER PRIMARY KEY,  -- the child
+    parent_id       TEXT NOT NULL,        -- m.relates_to.event_id (the parent need not be held)
+    rel_type        TEXT NOT NULL,
+    aggregation_key TEXT                  -- m.annotation's key
+  );
+  CREATE INDEX event_relations_parent ON event_relations(parent_id, rel_type);
+
+  -- Threads by latest activity: the topologically latest served m.thread child of each root.
+  CREATE TABLE threads (
+    root_id       TEXT PRIMARY KEY,
+    latest_nid    INTEGER NOT NULL,
+    latest_depth  INTEGER NOT NULL,
+    latest_stream INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX threads_latest ON threads(latest_depth, latest_stream);
+
+  -- Rooms that existed before this version: index what they hold.
+  INSERT INTO event_relations (event_nid, parent_id, rel_type, aggregation_key)
+  SELECT nid, json_extract(json, '$.content."m.relates_to".event_id'), json_extract(json, '$.content."m.relates_to".rel_type'),
+         CASE WHEN json_extract(json, '$.content."m.relates_to".rel_type') = 'm.annotation'
+               AND json_type(json, '$.content."m.relates_to".key') = 'text'
+              THEN json_extract(json, '$.content."m.relates_to".key') END
+  FROM events
+  WHERE outlier = 0 AND redacted_by IS NULL
+    AND json_type(json, '$.content."m.relates_to".rel_type') = 'text'
+    AND json_type(json, '$.content."m.relates_to".event_id') = 'text';
+  INSERT INTO threads (root_id, latest_nid, latest_depth, latest_stream)
+  SELECT parent_id, nid, depth, stream_ordering FROM (
+    SELECT r.parent_id, e.nid, e.depth, e.stream_ordering,
+           row_number() OVER (PARTITION BY r.parent_id ORDER BY e.depth DESC, e.stream_ordering DESC) AS rn
+    FROM event_relations r JOIN events e ON e.nid = r.event_nid
+    WHERE r.rel_type = 'm.thread' AND e.rejected IS NULL AND e.soft_failed = 0 AND e.stream_ordering IS NOT NULL
+  ) WHERE rn = 1;
+  `,
 ];
 
 /** Applies pending migrations. Call inside blockConcurrencyWhile; runs in one transaction. */

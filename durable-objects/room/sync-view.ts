@@ -235,7 +235,9 @@ export class SyncView {
 
     const body: Record<string, unknown> = {};
     const timeline: Record<string, unknown> = {
-      events: this.clientEvents(picked, req, filter),
+      // Relations (docs/relations.md): bundled aggregations when the client cannot aggregate the timeline itself
+      // (limited, or a whole-state sync), as the spec asks and the reference server does.
+      events: this.clientEvents(picked, req, filter, limited || initial || req.fullState),
       limited,
     };
     const first = picked[0];
@@ -469,10 +471,11 @@ export class SyncView {
   }
 
   /** The client form of events for /sync: no `room_id`, `event_fields` applied, or the PDUs on request. */
-  private clientEvents(rows: Row[], req: SyncRoomRequest, filter?: Filter): (ClientEvent | JsonObject)[] {
+  private clientEvents(rows: Row[], req: SyncRoomRequest, filter?: Filter, bundle = false): (ClientEvent | JsonObject)[] {
     if (filter?.event_format === "federation") return rows.map((r) => JSON.parse(r.json) as JsonObject);
     // One call for the batch, so state lookups (prev_content) are shared.
-    return this.queries.toClient(rows, { userId: req.userId, deviceId: req.deviceId }).map((event) => {
+    const viewer = { userId: req.userId, deviceId: req.deviceId };
+    return (bundle ? this.queries.toClientBundled(rows, viewer) : this.queries.toClient(rows, viewer)).map((event) => {
       const out = event as unknown as Record<string, unknown>;
       delete out.room_id;
       return selectFields(out, filter?.event_fields) as JsonObject;

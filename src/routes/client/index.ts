@@ -97,6 +97,11 @@ import { roomSummaryUnstable, spaceRoutesV1 } from "./spaces";
 v1.route("/", spaceRoutesV1);
 // --- end spaces ---
 
+// --- relations: /relations and /threads (docs/relations.md) ---
+import { relationRoutesV1 } from "./relations";
+v1.route("/", relationRoutesV1);
+// --- end relations ---
+
 export function mountClientApi(app: Hono<AppEnv>): void {
   app.route("/", clientVersions);
   app.route("/_matrix/client/v3", v3);
