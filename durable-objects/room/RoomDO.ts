@@ -39,6 +39,9 @@ import {
 import { writeRoomDirectoryData } from "../../src/rooms/directory-store";
 // --- application services (src/appservices; see the block at the end of the class) ---
 import { RoomAppservices, type AppserviceEventRow } from "../../src/appservices/room-interest";
+// --- search and room upgrades (docs/search.md, docs/room-upgrades.md; see the block after application services) ---
+import { RoomSearch, type RoomSearchRequest } from "./search-index";
+import { RoomUpgrade, type UpgradeClaim } from "./upgrade";
 
 /** Where a local user's request for an event stands. */
 export type SendResult =
@@ -1116,6 +1119,59 @@ export class RoomDO extends DurableObject<Env> {
     return this.appservices.ephemeralAfter(asId, after, this.ephemeral);
   }
   // ===== end of the application services block =====
+
+  // =========================================================================================================
+  // Search and room upgrades (docs/search.md, docs/room-upgrades.md): the room's half of POST /search
+  // (search-index.ts; the index itself is written by Room.commit) and of POST /rooms/{roomId}/upgrade
+  // (upgrade.ts). Requests and answers cross RPC as JSON text.
+
+  private roomSearchCore: RoomSearch | undefined;
+  private get roomSearch(): RoomSearch {
+    return (this.roomSearchCore ??= new RoomSearch(this.room, this.ctx.storage.sql, this.queries));
+  }
+  private roomUpgradeCore: RoomUpgrade | undefined;
+  private get roomUpgrade(): RoomUpgrade {
+    return (this.roomUpgradeCore ??= new RoomUpgrade(this.room, this.ctx.storage.sql, (u) => this.checks.canSendState(u, "m.room.tombstone")));
+  }
+
+  /** One room's search matches for one user: a RoomSearchRequest in, a RoomSearchAnswer out (JSON). */
+  async searchRoom(requestJson: string): Promise<string> {
+    return JSON.stringify(this.roomSearch.search(JSON.parse(requestJson) as RoomSearchRequest));
+  }
+
+  /** Context around kept search results and the room's state for the user (JSON: {contexts, state?}). */
+  async searchDetails(viewer: Viewer, eventIds: string[], context: { before: number; after: number; profile: boolean } | null, includeState: boolean): Promise<string> {
+    return JSON.stringify(this.roomSearch.details(viewer, eventIds, context, includeState));
+  }
+
+  /** The room this one replaced (`predecessor.room_id` of its create event), if any. */
+  async roomPredecessor(): Promise<string | null> {
+    const p = this.room.exists ? this.room.createEvent()?.content.predecessor : undefined;
+    const id = p && typeof p === "object" && !Array.isArray(p) ? (p as JsonObject).room_id : undefined;
+    return typeof id === "string" ? id : null;
+  }
+
+  /** What an upgrade by `userId` copies from this room (JSON UpgradeSnapshot), or null when the room is not held. */
+  async upgradeSnapshot(userId: string): Promise<string | null> {
+    if (!this.room.exists || this.room.currentStateGroup === null) return null;
+    return JSON.stringify(this.roomUpgrade.snapshot(userId));
+  }
+
+  /** Claims this room for an upgrade by `userId` (see upgrade.ts: one replacement room, never two). */
+  async upgradeClaim(userId: string): Promise<UpgradeClaim> {
+    return this.transact(() => this.roomUpgrade.claim(userId, Date.now()));
+  }
+
+  /** Ends `userId`'s upgrade with its replacement room, or (null) forgets the failed claim. */
+  async upgradeFinish(userId: string, replacementRoom: string | null): Promise<void> {
+    this.transact(() => this.roomUpgrade.finish(userId, replacementRoom, Date.now()));
+  }
+
+  /** Where `userId`'s upgrade stands (a repeated request waiting for the first one polls this). */
+  async upgradeResult(userId: string): Promise<{ done: boolean; replacement_room: string | null }> {
+    return this.roomUpgrade.result(userId);
+  }
+  // ===== end of the search and room upgrades block =====
 
   // =========================================================================================================
   // Spaces and room previews for clients (src/rooms/summary.ts, src/rooms/spaces.ts, docs/spaces.md): one

@@ -84,7 +84,7 @@ type ReadAccess =
   | { ok: false; response: QueryResponse };
 
 /** Per-call lookups of single state keys in state groups, memoised for the duration of one call. */
-class StateLookups {
+export class StateLookups {
   private readonly values = new Map<string, number | undefined>();
   private readonly bases = new Map<number, number | null>();
 

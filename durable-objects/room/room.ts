@@ -24,6 +24,7 @@ import { EventStore, toAuthEvent, redactsOf, type EventRow, type EventStatus } f
 import { StateStore, diffStates, type NidStateMap } from "./state-store";
 import { Outbox, Timers } from "./outbox";
 import { indexRelation, unindexRelation } from "./relations"; // relations (docs/relations.md)
+import { indexEvent, unindexEvent } from "./search-index"; // search (docs/search.md)
 
 /** The most prev_events a local event references (the spec allows 20). */
 export const MAX_PREV_EVENTS = 10;
@@ -433,6 +434,7 @@ export class Room {
     if (d.rejected !== null) return { status: "rejected", event_id: eventId, reason: d.rejected };
     if (d.softFailed) return { status: "soft_failed", event_id: eventId };
     indexRelation(this.sql, nid, pdu); // relations (docs/relations.md): in the event's transaction, before redactions apply
+    indexEvent(this.sql, nid, pdu); // search (docs/search.md): accepted events only, in the event's transaction
     // Federation backfill: history changes neither the extremities nor the current state, and notifies nobody.
     if (d.historical) {
       this.applyRedactions(nid, pdu);
@@ -580,6 +582,7 @@ export class Room {
     const redacted = redactEvent(JSON.parse(target.json) as PDU, this.version);
     this.sql.exec("UPDATE events SET json = ?, redacted_by = ? WHERE nid = ?", JSON.stringify(redacted), redaction.event_id, target.nid);
     unindexRelation(this.sql, target.nid); // relations: a redacted event relates to nothing any more
+    unindexEvent(this.sql, target.nid); // search: a redacted event is no longer found
     this.events.forget(target.nid);
   }
 

@@ -201,6 +201,22 @@ export const MIGRATIONS: readonly string[] = [
     WHERE r.rel_type = 'm.thread' AND e.rejected IS NULL AND e.soft_failed = 0 AND e.stream_ordering IS NOT NULL
   ) WHERE rn = 1;
   `,
+  /* v4 (search, docs/search.md): full-text index of message bodies, room names and topics (search-index.ts) */ `
+  -- rowid = events.nid. Written in the event's transaction for accepted events, deleted on redaction.
+  CREATE VIRTUAL TABLE search_index USING fts5(body, name, topic, tokenize = 'porter unicode61 remove_diacritics 2');
+
+  -- Rooms that existed before this version: index what they hold (the plain topic only).
+  INSERT INTO search_index (rowid, body, name, topic)
+  SELECT nid,
+         CASE WHEN type = 'm.room.message' THEN json_extract(json, '$.content.body') END,
+         CASE WHEN type = 'm.room.name' THEN json_extract(json, '$.content.name') END,
+         CASE WHEN type = 'm.room.topic' THEN json_extract(json, '$.content.topic') END
+  FROM events
+  WHERE stream_ordering IS NOT NULL AND rejected IS NULL AND soft_failed = 0 AND redacted_by IS NULL
+    AND ((type = 'm.room.message' AND json_type(json, '$.content.body') = 'text')
+      OR (type = 'm.room.name' AND json_type(json, '$.content.name') = 'text')
+      OR (type = 'm.room.topic' AND json_type(json, '$.content.topic') = 'text'));
+  `,
 ];
 
 /** Applies pending migrations. Call inside blockConcurrencyWhile; runs in one transaction. */
