@@ -16,6 +16,8 @@ export interface CreateEventParams {
   /** `creation_content` from the client (additional_creators, m.federate, type, predecessor…). */
   content?: JsonObject;
   now?: number;
+  /** Room upgrades (src/rooms/upgrade.ts): the ID of a pre-v12 room, chosen beforehand (ignored from v12 on). */
+  roomId?: string;
 }
 
 /** Returns the signed create event and the ID of the room it creates. */
@@ -38,7 +40,7 @@ export function buildCreateEvent(p: CreateEventParams): { pdu: PDU; roomId: stri
   };
   let roomId: string | undefined;
   if (!version.roomIdFromCreateEvent) {
-    roomId = generateRoomIdLegacy(p.serverName);
+    roomId = p.roomId ?? generateRoomIdLegacy(p.serverName);
     event.room_id = roomId;
   }
   if (version.eventFormat === "v1") event.event_id = generateEventIdV1(p.serverName);

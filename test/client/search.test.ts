@@ -158,6 +158,16 @@ describe("POST /search", () => {
     expect(new Set(seen).size).toBe(7);
   });
 
+  it("searches an upgraded room's predecessors when the filter names the new room", async () => {
+    const alice = await createUserDirect();
+    const old = await newRoom(alice, { room_version: "10" });
+    const before = await sendText(alice, old, "heirloom from the old days");
+    const room = (await call<{ replacement_room: string }>("POST", `${V3}/rooms/${enc(old)}/upgrade`, { user: alice, body: { new_version: "11" } }))
+      .replacement_room;
+    const after = await sendText(alice, room, "heirloom in the new room");
+    expect(ids(await search(alice, { search_term: "heirloom", order_by: "recent", filter: { rooms: [room] } }))).toEqual([after, before]);
+  });
+
   it("does not find redacted events", async () => {
     const alice = await createUserDirect();
     const room = await newRoom(alice);

@@ -60,6 +60,13 @@ v3.route("/", userDirectoryRoutes);
 v1.route("/", messageRoutesV1);
 // --- end rooms ---
 
+// --- search and room upgrades: POST /search, POST /rooms/{roomId}/upgrade (docs/search.md, docs/room-upgrades.md) ---
+import { searchRoutes } from "./search";
+import { upgradeRoutes } from "./upgrade";
+v3.route("/", searchRoutes);
+v3.route("/", upgradeRoutes);
+// --- end search and room upgrades ---
+
 // --- e2ee and push: keys, cross-signing, to-device, key backup, push rules and pushers (docs/e2ee.md) ---
 import { keyRoutes } from "./keys";
 import { toDeviceRoutes } from "./to-device";
