@@ -14,6 +14,8 @@ export interface Config {
   federationOverrides: ReadonlyMap<string, string>;
   registrationEnabled: boolean;
   registrationSharedSecret: string | undefined;
+  /** /register needs a registration token (REGISTRATION_REQUIRES_TOKEN, default off). */
+  registrationRequiresToken: boolean;
   // --- accounts and authentication (docs/accounts.md) ---
   /** Rate limits by action name (RATE_LIMITS overrides the defaults in src/http/rate-limit.ts; null disables one). */
   rateLimits: ReadonlyMap<string, RateLimitRule | null>;
@@ -88,6 +90,7 @@ export function parseConfig(env: Env): Config {
     federationOverrides: parseFederationOverrides(env.FEDERATION_OVERRIDES),
     registrationEnabled: parseBool("ENABLE_REGISTRATION", env.ENABLE_REGISTRATION, false),
     registrationSharedSecret: env.REGISTRATION_SHARED_SECRET || undefined,
+    registrationRequiresToken: parseBool("REGISTRATION_REQUIRES_TOKEN", env.REGISTRATION_REQUIRES_TOKEN, false),
     rateLimits: parseRateLimits(env.RATE_LIMITS),
     refreshableAccessTokenLifetimeMs: parsePositiveInt("ACCESS_TOKEN_LIFETIME_MS", env.ACCESS_TOKEN_LIFETIME_MS, 5 * 60_000),
     appservices: new AppServiceRegistry(parseRegistrations(env.APPSERVICE_REGISTRATIONS, serverName), serverName),

@@ -36,6 +36,8 @@ export interface Env {
   PARTIAL_JOINS?: string;
   /** "false" disables POST /_matrix/client/v1/login/get_token (login tokens for another device). */
   LOGIN_VIA_EXISTING_SESSION?: string;
+  /** "true": /register asks for a registration token (created through the admin API). */
+  REGISTRATION_REQUIRES_TOKEN?: string;
   // --- VoIP and server contacts (README, "Configuration") ---
   TURN_URIS?: string;
   TURN_SHARED_SECRET?: string;

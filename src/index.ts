@@ -16,6 +16,7 @@ import { appserviceAuth } from "./appservices/auth";
 import { appserviceAdmin } from "./routes/admin/appservices";
 // --- content reports and whois (docs/moderation.md) ---
 import { reportsAdmin } from "./routes/admin/reports";
+import { registrationTokensAdmin } from "./routes/admin/registration-tokens";
 // --- presence (docs/presence.md) ---
 import { presenceActivity } from "./presence/activity";
 // --- faster joins (docs/faster-joins.md) ---
@@ -43,6 +44,7 @@ mountFederationApi(app); // X-Matrix authentication for /_matrix/federation/*, t
 app.route("/", synapseAdmin); // shared-secret registration (src/routes/synapse-admin.ts)
 app.route("/", appserviceAdmin); // GET /_axon/admin/v1/appservices (src/routes/admin/appservices.ts)
 app.route("/", reportsAdmin); // reports for admins, /admin/whois (src/routes/admin/reports.ts)
+app.route("/", registrationTokensAdmin); // /_synapse/admin/v1/registration_tokens (src/routes/admin/registration-tokens.ts)
 app.route("/", partialStateAdmin); // faster joins: GET /_axon/admin/v1/rooms/{roomId}/partial_state
 
 export default app;

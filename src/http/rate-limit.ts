@@ -34,6 +34,8 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<string, RateLimitRule>> = {
   login_token: { perSecond: 1 / 60, burst: 1 },
   /** Content reports (events, rooms, users), per reporter. */
   report: { perSecond: 1, burst: 10 },
+  /** Registration-token checks (the validity endpoint and the UIA stage), per client IP (Synapse's rc_registration_token_validity). */
+  registration_token: { perSecond: 0.1, burst: 5 },
   /** OpenID tokens for integrations, per user. */
   openid_token: { perSecond: 1, burst: 10 },
   /** Nonces handed out by /_synapse/admin/v1/register, per client IP. */

@@ -8,17 +8,21 @@
  * the requesting user. Sessions expire UIA_SESSION_TTL_MS after creation. A completed session stays usable until
  * then, so a client that lost the response can retry and get the result (as the spec asks).
  *
- * Stages implemented: `m.login.dummy`, `m.login.password` (failed attempts are rate limited per account).
+ * Stages implemented: `m.login.dummy`, `m.login.password` (failed attempts are rate limited per account),
+ * `m.login.registration_token` (src/accounts/registration-tokens.ts).
  */
 import type { AppContext } from "./app";
 import { badJson, forbidden, MatrixError } from "./errors";
 import { randomId } from "../accounts/tokens";
 import { checkPassword, identifiedUserId, passwordOf } from "../accounts/credentials";
+import { claimRegistrationToken, TOKEN_PATTERN } from "../accounts/registration-tokens";
+import { clientIp, rateLimit } from "./rate-limit";
 
 export const UIA_SESSION_TTL_MS = 60 * 60_000;
 
 export const LOGIN_DUMMY = "m.login.dummy";
 export const LOGIN_PASSWORD = "m.login.password";
+export const LOGIN_REGISTRATION_TOKEN = "m.login.registration_token";
 
 /** The 401 that asks for (more) authentication. `errcode`/`error` appear only when a stage attempt failed. */
 export class UiaRequired extends MatrixError {
@@ -150,7 +154,7 @@ export async function requireUia(c: AppContext, body: Record<string, unknown>, o
     if (!allowed) {
       throw new UiaRequired(response(), new MatrixError(401, "M_UNRECOGNIZED", `Stage ${JSON.stringify(type)} is not expected now`));
     }
-    const failure = await attemptStage(c, type, authDict, opts);
+    const failure = await attemptStage(c, type, authDict, opts, session.id);
     if (failure) throw new UiaRequired(response(), failure);
     session.completed = [...session.completed, type];
     await db
@@ -168,6 +172,7 @@ async function attemptStage(
   type: string,
   auth: Record<string, unknown>,
   opts: UiaOptions,
+  sessionId: string,
 ): Promise<MatrixError | undefined> {
   switch (type) {
     case LOGIN_DUMMY:
@@ -187,6 +192,15 @@ async function attemptStage(
       }
       const user = await checkPassword(c.env, opts.userId ?? userId, password);
       if (!user || user.deactivated) return forbidden("Invalid password");
+      return undefined;
+    }
+    case LOGIN_REGISTRATION_TOKEN: {
+      const token = auth.token;
+      if (typeof token !== "string") return badJson("'auth.token' must be a string");
+      await rateLimit(c, "registration_token", clientIp(c));
+      if (!TOKEN_PATTERN.test(token) || !(await claimRegistrationToken(c.env, sessionId, token))) {
+        return new MatrixError(401, "M_UNAUTHORIZED", "Invalid registration token");
+      }
       return undefined;
     }
     default:

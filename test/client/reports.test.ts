@@ -83,7 +83,7 @@ describe("admin views", () => {
     const admin = await makeAdmin();
     const alice = await createUserDirect();
     const roomId = await newRoom(alice);
-    const events = [];
+    const events: string[] = [];
     for (let i = 0; i < 3; i++) {
       const eventId = await sendText(alice, roomId, `m${i}`);
       events.push(eventId);

@@ -12,7 +12,7 @@ export const v3 = new Hono<AppEnv>();
 export const v1 = new Hono<AppEnv>();
 
 // --- accounts: registration, login/logout/refresh, account management, devices, capabilities (docs/accounts.md) ---
-import { registerRoutes } from "./register";
+import { registerRoutes, registerRoutesV1 } from "./register";
 import { loginRoutes, loginRoutesV1 } from "./login";
 import { accountRoutes } from "./account";
 import { deviceRoutes } from "./devices";
@@ -23,6 +23,7 @@ v3.route("/", accountRoutes);
 v3.route("/", deviceRoutes);
 v3.route("/", capabilitiesRoutes);
 v1.route("/", loginRoutesV1);
+v1.route("/", registerRoutesV1);
 // --- end accounts ---
 
 // --- sync: /sync, filters, account data and tags, typing, receipts and read markers (docs/sync.md) ---

@@ -22,7 +22,7 @@ const PREFIX = "mr1_";
 function decodeFrom(from: string): string {
   try {
     if (!from.startsWith(PREFIX)) throw new Error("prefix");
-    const roomId = new TextDecoder("utf-8", { fatal: true }).decode(decodeBase64(from.slice(PREFIX.length)));
+    const roomId = new TextDecoder().decode(decodeBase64(from.slice(PREFIX.length)));
     if (!roomId.startsWith("!")) throw new Error("not a room");
     return roomId;
   } catch {

@@ -1,5 +1,6 @@
 /**
- * Registration: POST /register (user-interactive auth with `m.login.dummy`), GET /register/available.
+ * Registration: POST /register (user-interactive auth with `m.login.dummy`, preceded by `m.login.registration_token`
+ * with REGISTRATION_REQUIRES_TOKEN), GET /register/available, GET /v1/register/m.login.registration_token/validity.
  * https://spec.matrix.org/v1.19/client-server-api/#account-registration
  *
  * Open registration needs ENABLE_REGISTRATION; guests are refused. Usernames are lower-cased and must then match
@@ -14,7 +15,9 @@ import { getConfig } from "../../config";
 import { forbidden, MatrixError, missingParam } from "../../http/errors";
 import { readJsonObject } from "../../http/json";
 import { clientIp, rateLimit } from "../../http/rate-limit";
-import { LOGIN_DUMMY, loadUiaSession, requireUia, setUiaSessionData, uiaSessionIdOf } from "../../http/uia";
+import { LOGIN_DUMMY, LOGIN_REGISTRATION_TOKEN, loadUiaSession, requireUia, setUiaSessionData, uiaSessionIdOf } from "../../http/uia";
+import { completeRegistrationToken, getRegistrationToken, isUsable, TOKEN_PATTERN } from "../../accounts/registration-tokens";
+import type { Config } from "../../config";
 import { optBool, optDeviceId, optString } from "../../accounts/body";
 import { passwordOf } from "../../accounts/credentials";
 import { hashPassword } from "../../accounts/passwords";
@@ -24,9 +27,13 @@ import { normaliseNewLocalpart, userIdFor, userInUse } from "../../accounts/user
 import { checkUserNotExclusive, registerAppserviceUser } from "../../appservices/client";
 
 export const registerRoutes = new Hono<AppEnv>();
+/** Routes relative to /_matrix/client/v1. */
+export const registerRoutesV1 = new Hono<AppEnv>();
 
-/** The flows /register offers: no stage needs anything but a click. */
-export const REGISTRATION_FLOWS = [[LOGIN_DUMMY]];
+/** The flows /register offers: a click, after a registration token when the server requires one (as Synapse). */
+export function registrationFlows(config: Config): string[][] {
+  return config.registrationRequiresToken ? [[LOGIN_REGISTRATION_TOKEN, LOGIN_DUMMY]] : [[LOGIN_DUMMY]];
+}
 
 /** Request parameters a registration UIA session keeps (never the password itself). */
 interface RegistrationParams {
@@ -87,7 +94,7 @@ registerRoutes.post("/register", async (c) => {
   }
 
   const session = await requireUia(c, body, {
-    flows: REGISTRATION_FLOWS,
+    flows: registrationFlows(config),
     newSessionData: async () => ({
       params,
       ...(password !== undefined ? { password_hash: await hashPassword(password) } : {}),
@@ -108,14 +115,27 @@ registerRoutes.post("/register", async (c) => {
   if (!passwordHash) throw missingParam("Missing params: password");
 
   await rateLimit(c, "registration", ip);
+  const registrationToken = typeof session.data.registration_token === "string" ? session.data.registration_token : undefined;
   const result = await registerAccount(c.env, {
     localpart,
     passwordHash,
     inhibitLogin: params.inhibit_login ?? false,
     login,
   });
+  // The token's pending use (this session) becomes a completed one: count it before the session stops holding it.
+  if (registrationToken !== undefined) await completeRegistrationToken(c.env, registrationToken);
   await setUiaSessionData(c, session.id, { registered_user_id: result.user_id, password_hash: null });
   return c.json(result);
+});
+
+// Whether a registration token may be used now (clients check before starting registration).
+registerRoutesV1.get("/register/m.login.registration_token/validity", async (c) => {
+  if (!getConfig(c.env).registrationEnabled) throw forbidden("Registration has been disabled");
+  const token = c.req.query("token");
+  if (token === undefined) throw missingParam("Missing 'token' query parameter");
+  await rateLimit(c, "registration_token", clientIp(c));
+  const found = TOKEN_PATTERN.test(token) ? await getRegistrationToken(c.env, token) : null;
+  return c.json({ valid: found !== null && isUsable(found) });
 });
 
 registerRoutes.get("/register/available", async (c) => {
