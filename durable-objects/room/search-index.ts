@@ -211,7 +211,7 @@ export class RoomSearch {
       }
     }
     const taken = hits.slice(0, req.limit);
-    const events = this.queries.toClient(taken, req.viewer, lookups);
+    const events = this.queries.toClientBundled(taken, req.viewer, lookups); // with bundled aggregations, as /messages
     const highlights = new Set<string>();
     for (const row of taken) {
       for (const hl of [row.hl_body, row.hl_name, row.hl_topic]) {
@@ -273,8 +273,8 @@ export class RoomSearch {
         const earliest = before.rows.at(-1) ?? row;
         const latest = after.rows.at(-1) ?? row;
         const ctx: SearchContext = {
-          events_before: this.queries.toClient(before.rows, viewer, lookups),
-          events_after: this.queries.toClient(after.rows, viewer, lookups),
+          events_before: this.queries.toClientBundled(before.rows, viewer, lookups),
+          events_after: this.queries.toClientBundled(after.rows, viewer, lookups),
           start: formatTopoToken(before.next ?? cutBefore(earliest)),
           end: formatTopoToken(after.next ?? cutAfter(latest)),
         };
