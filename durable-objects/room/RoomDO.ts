@@ -42,6 +42,9 @@ import { RoomAppservices, type AppserviceEventRow } from "../../src/appservices/
 // --- search and room upgrades (docs/search.md, docs/room-upgrades.md; see the block after application services) ---
 import { RoomSearch, type RoomSearchRequest } from "./search-index";
 import { RoomUpgrade, type UpgradeClaim } from "./upgrade";
+// --- push notifications (docs/push.md; see the block after the sync block) ---
+import { PushView } from "./push-eval";
+import type { Ruleset } from "../../src/push/types";
 
 /** Where a local user's request for an event stands. */
 export type SendResult =
@@ -363,6 +366,31 @@ export class RoomDO extends DurableObject<Env> {
       )
       .toArray();
   }
+
+  // =========================================================================================================
+  // Push notifications (docs/push.md): a user's UserDO asks, in the background, which of the room's events after
+  // its last evaluated position notify the user, and what a notification shows (push-eval.ts). Read-only.
+
+  private pushViewInstance?: PushView;
+  private get pushView(): PushView {
+    return (this.pushViewInstance ??= new PushView(this.room, this.ctx.storage.sql, this.ephemeral));
+  }
+
+  /** The user's push rules (`rulesJson`, a Ruleset) against at most `limit` events after `after`: a PushEvaluation as JSON. */
+  async pushEvaluate(userId: string, after: number, rulesJson: string, limit: number): Promise<string> {
+    return JSON.stringify(this.pushView.evaluate(userId, after, JSON.parse(rulesJson) as Ruleset, limit));
+  }
+
+  /** The user's read mark (stream ordering of their latest main/unthreaded read receipt; 0: none). */
+  async pushReadMark(userId: string): Promise<number> {
+    return this.room.exists ? this.pushView.readMark(userId) : 0;
+  }
+
+  /** What notifications show about these events for the user, as JSON (`{read_pos, events: PushDetail[]}`). */
+  async pushDetails(userId: string, eventIds: string[]): Promise<string> {
+    return JSON.stringify(this.pushView.details(userId, eventIds));
+  }
+  // ================================================================== end of push notifications ============
 
   // =========================================================================================================
   // Sync (sync engineer): the room's part of a user's /sync, typing and receipts. Typing and receipts of

@@ -32,6 +32,8 @@ import { AppserviceWatch, userUpdates } from "../../src/appservices/user-updates
 // Presence (docs/presence.md): presence-service.ts
 import { PresenceService } from "./presence-service";
 import type { PresenceState } from "../../src/presence/model";
+// Push notifications (docs/push.md): push-actions.ts
+import { PushService } from "./push-actions";
 
 export class UserDO extends DurableObject<Env> {
   protected readonly sql: SqlStorage;
@@ -84,8 +86,10 @@ export class UserDO extends DurableObject<Env> {
       const before = this.rooms.get(roomId)?.membership; // E2EE: device lists follow joins and leaves
       const changed = this.rooms.advance(roomId, position, asMembership(membership));
       if (changed) this.e2eeMembershipChanged(roomId, before, membership);
+      this.push.noteAdvance(roomId, position, membership); // push: evaluated in the background (push-actions.ts)
       return changed && before !== "join" && membership === "join";
     });
+    this.push.kick(); // push: not awaited, the sender's send does not wait for it
     this.e2eeKick(); // E2EE: deliver a queued device-list notice in the background (the alarm retries)
     if (joined) this.presence.joined(); // presence: the room's members see this user's presence
   }
@@ -106,7 +110,11 @@ export class UserDO extends DurableObject<Env> {
 
   /** The room's typing notifications or receipts reached ephemeral position `position`. */
   async ephemeralAdvanced(roomId: string, position: number): Promise<void> {
-    this.write(() => this.rooms.advanceEphemeral(roomId, position));
+    const readCheck = this.write(() => {
+      this.rooms.advanceEphemeral(roomId, position);
+      return this.push.noteEphemeral(roomId); // push: a receipt may have read notifications
+    });
+    if (readCheck) this.push.kick();
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -220,6 +228,29 @@ export class UserDO extends DurableObject<Env> {
   }
 
   // ---------------------------------------------------------------------------------------------------------
+  // Push notifications (docs/push.md): which events notify the user, and delivery to push gateways
+
+  private pushService?: PushService;
+  private get push(): PushService {
+    return (this.pushService ??= new PushService({
+      ctx: this.ctx,
+      env: this.env,
+      sql: this.sql,
+      userId: () => this.ctx.id.name,
+    }));
+  }
+
+  /** GET /notifications: stored notifications before `from` (an id), newest first, as JSON `{rows, more}`. */
+  async pushNotifications(from: number | null, limit: number, onlyHighlight: boolean): Promise<string> {
+    return JSON.stringify(this.push.list(from, limit, onlyHighlight));
+  }
+
+  /** Runs the push pass now and waits for it (tests; the alarm does the same). */
+  async pushFlush(): Promise<void> {
+    await this.push.alarm();
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
   // Filters
 
   /** Stores a validated filter (JSON text); returns its ID. */
@@ -295,6 +326,12 @@ export class UserDO extends DurableObject<Env> {
       await this.presence.alarm();
     } catch (e) {
       console.warn("presence alarm", e);
+    }
+    // Push notifications: evaluation and delivery retries (push-actions.ts).
+    try {
+      await this.push.alarm();
+    } catch (e) {
+      console.warn("push alarm", e);
     }
     await this.e2ee.drain();
   }

@@ -9,6 +9,7 @@ import { applyMigrations } from "../shared/migrations";
 
 import { E2EE_PUSH_TABLES } from "./keys-schema";
 import { PRESENCE_TABLES } from "./presence";
+import { PUSH_TABLES } from "./push-actions";
 
 export const MIGRATIONS: readonly string[] = [
   /* v1: the sync stream, room positions, filters, account data */ `
@@ -66,6 +67,8 @@ export const MIGRATIONS: readonly string[] = [
   E2EE_PUSH_TABLES,
   /* v3: presence (presence.ts): the user's own presence and whose presence changed for the user to see */
   PRESENCE_TABLES,
+  /* v4: push notifications (push-actions.ts): rooms evaluated, notifying events, delivery state per pusher */
+  PUSH_TABLES,
 ];
 
 /** Applies pending migrations. Call inside blockConcurrencyWhile; runs in one transaction. */

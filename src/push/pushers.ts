@@ -2,8 +2,8 @@
  * Pushers (https://spec.matrix.org/v1.19/client-server-api/#post_matrixclientv3pushersset): validation of
  * `POST /pushers/set` bodies and their D1 storage (migrations/0006_pushers.sql).
  *
- * Only the configuration is kept: delivering notifications to push gateways (`/_matrix/push/v1/notify`) is not
- * implemented yet. Only `http` pushers are accepted (there is no email sending).
+ * `http` pushers are delivered to by the user's UserDO (durable-objects/user/push-actions.ts, docs/push.md);
+ * `email` pushers are accepted and listed but never sent to (this server sends no mail).
  */
 import { MatrixError } from "../http/errors";
 
@@ -44,20 +44,22 @@ export function parsePusherRequest(body: Record<string, unknown>): PusherRequest
   if (body.kind === null) return { delete: true, app_id, pushkey };
 
   const kind = str(body, "kind");
-  if (kind !== "http") throw bad(`Unsupported pusher kind ${JSON.stringify(kind)} (only "http")`);
+  if (kind !== "http" && kind !== "email") throw bad(`Unsupported pusher kind ${JSON.stringify(kind)} (only "http" or "email")`);
   const data = body.data;
   if (data === undefined || data === null) throw missing("data");
   if (typeof data !== "object" || Array.isArray(data)) throw new MatrixError(400, "M_BAD_JSON", "'data' must be an object");
   const d = data as Record<string, unknown>;
-  if (typeof d.url !== "string") throw missing("data.url");
-  let url: URL;
-  try {
-    url = new URL(d.url);
-  } catch {
-    throw bad("data.url is not a URL");
-  }
-  if ((url.protocol !== "https:" && url.protocol !== "http:") || url.pathname !== NOTIFY_PATH) {
-    throw bad(`data.url must be an HTTP(S) URL with the path ${NOTIFY_PATH}`);
+  if (kind === "http") {
+    if (typeof d.url !== "string") throw missing("data.url");
+    let url: URL;
+    try {
+      url = new URL(d.url);
+    } catch {
+      throw bad("data.url is not a URL");
+    }
+    if ((url.protocol !== "https:" && url.protocol !== "http:") || url.pathname !== NOTIFY_PATH) {
+      throw bad(`data.url must be an HTTP(S) URL with the path ${NOTIFY_PATH}`);
+    }
   }
   if (d.format !== undefined && d.format !== "event_id_only") throw bad('data.format must be "event_id_only" when given');
   const profileTag = body.profile_tag;
@@ -142,4 +144,36 @@ export async function applyPusherRequest(db: D1Database, userId: string, deviceI
 /** Removes the pushers a device set (the device was deleted). */
 export async function deleteDevicePushers(db: D1Database, userId: string, deviceId: string): Promise<void> {
   await db.prepare("DELETE FROM pushers WHERE user_id = ? AND device_id = ?").bind(userId, deviceId).run();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Delivery (docs/push.md): what the user's UserDO reads to send notifications
+
+/** An `http` pusher as delivery needs it: its gateway URL, data and creation time. */
+export interface HttpPusher {
+  app_id: string;
+  pushkey: string;
+  url: string;
+  data: Record<string, unknown>;
+  created_ts: number;
+}
+
+/** The user's `http` pushers (email pushers are never delivered to). */
+export async function httpPushers(db: D1Database, userId: string): Promise<HttpPusher[]> {
+  const { results } = await db
+    .prepare("SELECT app_id, pushkey, data, created_ts FROM pushers WHERE user_id = ? AND kind = 'http' ORDER BY created_ts, app_id, pushkey")
+    .bind(userId)
+    .all<{ app_id: string; pushkey: string; data: string; created_ts: number }>();
+  const out: HttpPusher[] = [];
+  for (const r of results) {
+    const data = JSON.parse(r.data) as Record<string, unknown>;
+    if (typeof data.url !== "string") continue;
+    out.push({ app_id: r.app_id, pushkey: r.pushkey, url: data.url, data, created_ts: r.created_ts });
+  }
+  return out;
+}
+
+/** Removes one pusher (its gateway rejected the pushkey). */
+export async function deletePusher(db: D1Database, userId: string, appId: string, pushkey: string): Promise<void> {
+  await db.prepare("DELETE FROM pushers WHERE user_id = ? AND app_id = ? AND pushkey = ?").bind(userId, appId, pushkey).run();
 }

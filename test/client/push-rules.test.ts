@@ -202,7 +202,7 @@ describe("pushers", () => {
     const alice = await createUserDirect();
     const cases: Obj[] = [
       {},
-      { ...pusher("k"), kind: "email" },
+      { ...pusher("k"), kind: "sms" },
       { ...pusher("k"), app_id: undefined },
       { ...pusher("k"), app_id: "x".repeat(65) },
       { ...pusher("x".repeat(513)) },

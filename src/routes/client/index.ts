@@ -105,6 +105,11 @@ import { roomSummaryUnstable, spaceRoutesV1 } from "./spaces";
 v1.route("/", spaceRoutesV1);
 // --- end spaces ---
 
+// --- push notifications: GET /notifications (docs/push.md) ---
+import { notificationRoutes } from "./notifications";
+v3.route("/", notificationRoutes);
+// --- end push notifications ---
+
 // --- relations: /relations and /threads (docs/relations.md) ---
 import { relationRoutesV1 } from "./relations";
 v1.route("/", relationRoutesV1);
