@@ -7,7 +7,7 @@
  *   GET /pushers, POST /pushers/set
  * Rules live in the user's UserDO (durable-objects/user/push-rules.ts), which republishes them as the
  * `m.push_rules` account data on every change. Pushers are stored in D1 (src/push/pushers.ts); notifications are
- * not sent to push gateways yet.
+ * sent to `http` pushers by the user's UserDO (docs/push.md).
  */
 import { Hono } from "hono";
 import type { AppContext, AppEnv } from "../../http/app";
