@@ -38,6 +38,8 @@ import { RelationsView, relationSendError, type RelationsRequest, type ThreadsRe
 export interface Viewer {
   userId: string;
   deviceId?: string;
+  /** Users whose non-state events are not shown to this viewer (`m.ignored_user_list`, src/rooms/ignored-users.ts). */
+  ignoredUsers?: string[];
 }
 
 /** An HTTP answer for the Worker: status and JSON body. */
@@ -205,10 +207,14 @@ export class RoomQueries {
   // History visibility
 
   /**
-   * The rows `userId` may see, in the given order. Facts come from the state after each event (and before it,
-   * for history-visibility events and the user's own membership events); see src/rooms/visibility.ts.
+   * The rows `who` may see, in the given order. Facts come from the state after each event (and before it,
+   * for history-visibility events and the user's own membership events); see src/rooms/visibility.ts. A viewer's
+   * ignored users' non-state events are left out too.
    */
-  visibleTo(userId: string, rows: readonly TimelineRow[], lookups = new StateLookups(this.sql, this.room)): TimelineRow[] {
+  visibleTo(who: string | Viewer, rows: readonly TimelineRow[], lookups = new StateLookups(this.sql, this.room)): TimelineRow[] {
+    const userId = typeof who === "string" ? who : who.userId;
+    const ignored = typeof who === "string" || !who.ignoredUsers?.length ? null : new Set(who.ignoredUsers);
+    if (ignored) rows = rows.filter((row) => row.state_key !== null || !ignored.has(row.sender));
     const lastJoin = this.lastJoinStream(userId);
     // A user joined now has "joined since" any event they were not joined at (VisibilityFacts.joinedSince) — also
     // one that arrived after their join without following it (faster joins: an event concurrent with a remote
@@ -389,7 +395,7 @@ export class RoomQueries {
         const pdu = JSON.parse(r.json) as PDU;
         return filterAllowsEvent(opts.filter, { type: r.type, sender: r.sender, content: pdu.content });
       });
-      const visible = new Set(this.visibleTo(viewer.userId, candidates, lookups).map((r) => r.nid));
+      const visible = new Set(this.visibleTo(viewer, candidates, lookups).map((r) => r.nid));
       for (let i = 0; i < page.length; i++) {
         const row = page[i]!;
         cursor = dir === "b" ? cutBefore(row) : cutAfter(row);
@@ -488,7 +494,7 @@ export class RoomQueries {
     if (!this.room.exists) return notInRoom(viewer.userId);
     const lookups = new StateLookups(this.sql, this.room);
     const row = this.timelineRow(eventId);
-    if (!row || isHiddenFromClients(row.type) || this.visibleTo(viewer.userId, [row], lookups).length === 0) {
+    if (!row || isHiddenFromClients(row.type) || this.visibleTo(viewer, [row], lookups).length === 0) {
       return fail(404, "M_NOT_FOUND", "Event not found.");
     }
     const beforeLimit = Math.floor(limit / 2);
@@ -516,7 +522,7 @@ export class RoomQueries {
   event(viewer: Viewer, eventId: string): QueryResponse {
     if (!this.room.exists) return notInRoom(viewer.userId);
     const row = this.timelineRow(eventId);
-    if (!row || isHiddenFromClients(row.type) || this.visibleTo(viewer.userId, [row]).length === 0) {
+    if (!row || isHiddenFromClients(row.type) || this.visibleTo(viewer, [row]).length === 0) {
       return fail(404, "M_NOT_FOUND", "Event not found.");
     }
     return ok(this.toClientBundled([row], viewer)[0]);
@@ -620,7 +626,7 @@ export class RoomQueries {
         )
         .toArray();
       const candidates = page.filter((r) => !isHiddenFromClients(r.type));
-      const hit = this.visibleTo(viewer.userId, candidates, lookups)[0];
+      const hit = this.visibleTo(viewer, candidates, lookups)[0];
       if (hit) return ok({ event_id: hit.event_id, origin_server_ts: hit.origin_server_ts });
       if (page.length < 200) return fail(404, "M_NOT_FOUND", `Unable to find event from ${ts} in direction ${dir}`);
       offset += page.length;

@@ -201,7 +201,7 @@ export class RelationsView {
     const access = this.q.readAccess(viewer.userId);
     if (!access.ok) return access.response;
     const parent = this.q.timelineRow(req.event_id);
-    if (!parent || isHiddenFromClients(parent.type) || this.q.visibleTo(viewer.userId, [parent]).length === 0) {
+    if (!parent || isHiddenFromClients(parent.type) || this.q.visibleTo(viewer, [parent]).length === 0) {
       return fail(404, "M_NOT_FOUND", "Event not found.");
     }
     const from = req.from === undefined ? undefined : this.q.resolveToken(req.from);
@@ -218,7 +218,7 @@ export class RelationsView {
     while (req.limit > 0) {
       const page = this.childPage(req, levels, cursor, to, batch);
       if (page.length === 0) break;
-      const visible = new Set(this.q.visibleTo(viewer.userId, page.filter((r) => !isHiddenFromClients(r.type))).map((r) => r.nid));
+      const visible = new Set(this.q.visibleTo(viewer, page.filter((r) => !isHiddenFromClients(r.type))).map((r) => r.nid));
       let full = false;
       for (let i = 0; i < page.length; i++) {
         const row = page[i]!;
@@ -323,7 +323,7 @@ export class RelationsView {
         const mine = this.participated([...candidates.keys()], viewer.userId);
         for (const [id, row] of candidates) if (row.sender !== viewer.userId && !mine.has(id)) candidates.delete(id);
       }
-      const visible = new Set(this.q.visibleTo(viewer.userId, [...candidates.values()]).map((r) => r.event_id));
+      const visible = new Set(this.q.visibleTo(viewer, [...candidates.values()]).map((r) => r.event_id));
       let full = false;
       for (let i = 0; i < page.length; i++) {
         const t = page[i]!;
@@ -427,7 +427,7 @@ export class RelationsView {
 
     // m.replace: the most recent valid replacement the viewer may see; none for redacted originals.
     const edits = children.filter((c) => c.rel_type === REL_REPLACE);
-    const visibleEdits = new Set(this.q.visibleTo(viewer.userId, edits.map((c) => c.row), lookups).map((r) => r.nid));
+    const visibleEdits = new Set(this.q.visibleTo(viewer, edits.map((c) => c.row), lookups).map((r) => r.nid));
     for (const c of edits) {
       const parent = parents.get(c.parent_id)!;
       if (parent.row.redacted_by !== null || !visibleEdits.has(c.row.nid)) continue;
@@ -440,7 +440,7 @@ export class RelationsView {
 
     // m.reference: the IDs of visible referencing events, oldest first.
     const refs = children.filter((c) => c.rel_type === REL_REFERENCE);
-    const visibleRefs = new Set(this.q.visibleTo(viewer.userId, refs.map((c) => c.row), lookups).map((r) => r.nid));
+    const visibleRefs = new Set(this.q.visibleTo(viewer, refs.map((c) => c.row), lookups).map((r) => r.nid));
     for (const c of refs) if (visibleRefs.has(c.row.nid)) (get(c.parent_id).references ??= []).push(c.row.event_id);
 
     // m.thread: only for events that are not themselves relations (a thread cannot start from one).
@@ -492,7 +492,7 @@ export class RelationsView {
         )
         .toArray();
       const latestRows = rows.map(({ root_id: _r, n: _n, mine: _m, ...row }) => row as TimelineRow);
-      const visible = new Set(this.q.visibleTo(viewer.userId, latestRows, lookups).map((r) => r.nid));
+      const visible = new Set(this.q.visibleTo(viewer, latestRows, lookups).map((r) => r.nid));
       rows.forEach((r, i) => {
         if (r.n === 0) return;
         const latest = visible.has(latestRows[i]!.nid) ? latestRows[i]! : this.latestVisible(r.root_id, viewer, lookups);
@@ -515,7 +515,7 @@ export class RelationsView {
           rootId, ...(cursor ? [cursor.depth, cursor.stream] : []),
         )
         .toArray();
-      const hit = this.q.visibleTo(viewer.userId, page, lookups)[0];
+      const hit = this.q.visibleTo(viewer, page, lookups)[0];
       if (hit) return hit;
       if (page.length < 100) return undefined;
       const last = page[page.length - 1]!;

@@ -145,7 +145,7 @@ export class RoomSearch {
         const pdu = JSON.parse(r.json) as PDU;
         return filterAllowsEvent(req.filter, { type: r.type, sender: r.sender, content: pdu.content });
       });
-      return this.queries.visibleTo(req.viewer.userId, candidates, lookups) as MatchRow[];
+      return this.queries.visibleTo(req.viewer, candidates, lookups) as MatchRow[];
     };
 
     const base = `FROM search_index JOIN events ON events.nid = search_index.rowid

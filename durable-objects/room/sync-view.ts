@@ -19,7 +19,7 @@
 import type { ClientEvent, JsonObject, PDU } from "../../src/protocol/events";
 import type { Room } from "./room";
 import type { Ephemeral } from "./ephemeral";
-import { RoomQueries, TIMELINE_COLUMNS, type TimelineRow } from "./queries";
+import { RoomQueries, TIMELINE_COLUMNS, type TimelineRow, type Viewer } from "./queries";
 import { isHiddenFromClients } from "../../src/rooms/client-event";
 import { tokenBefore, formatTopoToken, cutAfter, ROOM_START } from "../../src/rooms/tokens";
 import { excludesAll, matchesEvent, selectFields, timelineLimit, type Filter, type RoomEventFilter } from "../../src/sync/filter";
@@ -41,6 +41,8 @@ export interface SyncRoomRequest {
   filter: string;
   /** The user's push ruleset (JSON text of a Ruleset) for notification counts; null: counts are 0. */
   pushRules: string | null;
+  /** Users the syncing user ignores: their non-state events are neither shown nor counted (src/rooms/ignored-users.ts). */
+  ignoredUsers?: string[];
 }
 
 /** The room's entry for the /sync response, under `rooms[section][roomId]`. */
@@ -49,6 +51,11 @@ export interface SyncRoomResult {
   body: Record<string, unknown>;
   /** Whether this entry carries anything new (an incremental sync omits rooms without news). */
   news: boolean;
+}
+
+/** Whom a room's sync answers for: the user, with the users they ignore. */
+function viewerOf(req: SyncRoomRequest): Viewer {
+  return req.ignoredUsers?.length ? { userId: req.userId, ignoredUsers: req.ignoredUsers } : { userId: req.userId };
 }
 
 /** The `events` columns the client API reads (shared with queries.ts). */
@@ -215,7 +222,7 @@ export class SyncView {
       );
       // The user's own membership events always show (a rejected invite or a kick must reach the client even
       // where the history visibility would hide them), as the reference server does.
-      const shown = new Set(this.queries.visibleTo(req.userId, candidates).map((r) => r.nid));
+      const shown = new Set(this.queries.visibleTo(viewerOf(req), candidates).map((r) => r.nid));
       const visible = candidates.filter((r) => shown.has(r.nid) || (r.type === MEMBER && r.state_key === req.userId));
       for (const row of visible) {
         if (picked.length >= limit) {
@@ -361,7 +368,7 @@ export class SyncView {
       notificationPowerLevels: notificationPowerLevels(this.queries.currentStateContent("m.room.power_levels", "")),
     };
     const levels = new Map<string, number>();
-    for (const row of this.queries.visibleTo(req.userId, rows)) {
+    for (const row of this.queries.visibleTo(viewerOf(req), rows)) {
       let level = levels.get(row.sender);
       if (level === undefined) levels.set(row.sender, (level = userPowerLevel(row.sender, lookup, this.room.version)));
       const pdu = JSON.parse(row.json) as PDU;

@@ -9,6 +9,7 @@ import type { AccountData } from "./account-data";
 import type { Membership, UserRooms } from "./rooms";
 import { SYNC_SECTIONS } from "./sync-sections";
 import { PUSH_RULES_ACCOUNT_DATA, pushRuleset, pushRulesContent } from "./push-rules";
+import { IGNORED_USER_LIST, ignoredUsersOf } from "../../src/rooms/ignored-users";
 import type { PlannedPresence } from "./presence";
 
 export interface SyncPlanRequest {
@@ -61,6 +62,8 @@ export interface SyncPlan {
   pushRules?: string;
   /** Presence (presence.ts): absent when presence is disabled. */
   presence?: PlannedPresence;
+  /** Users the user ignores (`m.ignored_user_list`): their events are filtered out (src/rooms/ignored-users.ts). */
+  ignoredUsers?: string[];
 }
 
 const MEMBER_LIKE = new Set<Membership>(["join", "invite", "knock"]);
@@ -152,5 +155,7 @@ export function planSync(
 
   const plan: SyncPlan = { next: head, rooms: planned, accountData: globalData, sections, sectionNews };
   if (planned.some((r) => r.membership === "join")) plan.pushRules = JSON.stringify(pushRuleset(sql, req.userId));
+  const ignored = ignoredUsersOf(accountData.get("", IGNORED_USER_LIST));
+  if (ignored.length > 0) plan.ignoredUsers = ignored;
   return plan;
 }

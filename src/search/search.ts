@@ -20,6 +20,7 @@ import { roomStub } from "../rooms/common";
 import type { ClientEvent } from "../protocol/events";
 import type { RecentCursor, RoomSearchAnswer, RoomSearchHit, RoomSearchRequest, SearchContext } from "../../durable-objects/room/search-index";
 import { ALL_SEARCH_KEYS, SEARCH_KEYS, buildMatch, type SearchKey } from "./query";
+import { requesterViewer } from "../rooms/ignored-users";
 
 /** Rooms asked at once. */
 const FAN_OUT = 8;
@@ -207,7 +208,7 @@ export async function search(env: Env, requester: Requester, body: Record<string
   const rooms = await roomsToSearch(env, requester.userId, filter, batch);
   if (rooms.length === 0) return empty;
 
-  const viewer = { userId: requester.userId, deviceId: requester.deviceId };
+  const viewer = await requesterViewer(env, requester); // with the users they ignore (src/rooms/ignored-users.ts)
   const roomFilter: RoomEventFilter = {};
   for (const k of ["types", "not_types", "senders", "not_senders", "contains_url"] as const) {
     if (filter[k] !== undefined) (roomFilter as Record<string, unknown>)[k] = filter[k];

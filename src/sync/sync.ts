@@ -108,10 +108,12 @@ async function render(
   // Notification counts need the user's push rules (kept in the UserDO): the plan carries them when it lists a
   // joined room, read in the plan's own transaction (no second call to the UserDO).
   const pushRules = planned.some((r) => r.membership === "join") ? (plan.pushRules ?? null) : null;
-  const results = await Promise.all(planned.map((r) => syncOneRoom(env, requester, req, r, pushRules)));
+  const results = await Promise.all(planned.map((r) => syncOneRoom(env, requester, req, r, pushRules, plan.ignoredUsers)));
   planned.forEach((r, i) => {
     const result = results[i];
     if (!result) return;
+    // Invites from ignored users are not shown (src/rooms/ignored-users.ts).
+    if (result.section === "invite" && plan.ignoredUsers && invitedBy(result.body, requester.userId, plan.ignoredUsers)) return;
     const body = result.body;
     const accountData = roomAccountData(r, roomFilter?.account_data);
     if (result.section === "join" || result.section === "leave") body.account_data = { events: accountData };
@@ -144,6 +146,7 @@ async function syncOneRoom(
   req: SyncRequest,
   r: PlannedRoom,
   pushRules: string | null,
+  ignoredUsers: string[] | undefined,
 ): Promise<SyncRoomResult | null> {
   const stub = env.ROOMS.get(env.ROOMS.idFromName(r.roomId));
   const text = await stub.syncRoom({
@@ -157,8 +160,16 @@ async function syncOneRoom(
     ephTo: r.ephTo,
     filter: JSON.stringify(filterForRoom(req.filter, r.roomId)),
     pushRules,
+    ...(ignoredUsers ? { ignoredUsers } : {}),
   });
   return text === null ? null : (JSON.parse(text) as SyncRoomResult);
+}
+
+/** Whether an invite entry's invite event (the user's member event in `invite_state`) was sent by one of `users`. */
+function invitedBy(body: Record<string, unknown>, userId: string, users: string[]): boolean {
+  const events = (body.invite_state as { events?: { type?: string; state_key?: string; sender?: string }[] } | undefined)?.events ?? [];
+  const invite = events.find((e) => e.type === "m.room.member" && e.state_key === userId);
+  return invite?.sender !== undefined && users.includes(invite.sender);
 }
 
 /** The filter as it applies to one room: a section whose `rooms`/`not_rooms` exclude the room lets nothing through. */

@@ -14,6 +14,7 @@ import { parseRoomEventFilter } from "../../rooms/filter";
 import { queryResponse, requireEventId, requireRoomId, roomStub, serverName } from "../../rooms/common";
 import type { ClientReadRequest, Viewer } from "../../../durable-objects/room/queries";
 import { roomTokenForSyncToken } from "../../sync/tokens";
+import { requesterViewer } from "../../rooms/ignored-users";
 import { maybeBackfill } from "../../federation/backfill";
 import { awaitFullStateForRead, readNeedsFullState } from "../../federation/partial-join"; // faster joins
 
@@ -24,21 +25,22 @@ export const messageRoutesV1 = new Hono<AppEnv>();
 /** The largest page `/messages` and `/context` return. */
 export const MAX_PAGE = 1000;
 
-function viewer(c: AppContext): Viewer {
-  const r = c.get("requester");
-  return { userId: r.userId, deviceId: r.deviceId };
+/** The requester, with the users they ignore (whose events are not served: src/rooms/ignored-users.ts). */
+function viewer(c: AppContext): Promise<Viewer> {
+  return requesterViewer(c.env, c.get("requester"));
 }
 
 async function read(c: AppContext, req: ClientReadRequest): Promise<Response> {
   const roomId = requireRoomId(c.req.param("roomId")!);
+  const who = await viewer(c);
   // Faster joins: reads that need every member wait while the room is partially stated (cancelled with the request).
   if (readNeedsFullState(req, serverName(c.env))) {
-    const refused = await awaitFullStateForRead(c.env, roomId, () => roomStub(c.env, roomId).clientRead(viewer(c), req), c.req.raw.signal, (p) =>
+    const refused = await awaitFullStateForRead(c.env, roomId, () => roomStub(c.env, roomId).clientRead(who, req), c.req.raw.signal, (p) =>
       c.executionCtx.waitUntil(p),
     );
     if (refused) return queryResponse(refused);
   }
-  return queryResponse(await roomStub(c.env, roomId).clientRead(viewer(c), req));
+  return queryResponse(await roomStub(c.env, roomId).clientRead(who, req));
 }
 
 function limitParam(c: AppContext, fallback: number): number {

@@ -14,6 +14,7 @@ import { invalidParam } from "../../http/errors";
 import { queryResponse, requireEventId, requireRoomId, roomStub } from "../../rooms/common";
 import type { ClientReadRequest } from "../../../durable-objects/room/queries";
 import { roomTokenForSyncToken } from "../../sync/tokens";
+import { requesterViewer } from "../../rooms/ignored-users";
 
 export const relationRoutesV1 = new Hono<AppEnv>();
 
@@ -31,11 +32,10 @@ function limitParam(c: AppContext, fallback: number, positive: boolean): number 
   return Math.min(n, MAX_LIMIT);
 }
 
-function read(c: AppContext, roomId: string, req: ClientReadRequest): Promise<Response> {
-  const r = c.get("requester");
-  return roomStub(c.env, roomId)
-    .clientRead({ userId: r.userId, deviceId: r.deviceId }, req)
-    .then(queryResponse);
+async function read(c: AppContext, roomId: string, req: ClientReadRequest): Promise<Response> {
+  // The requester with the users they ignore (src/rooms/ignored-users.ts).
+  const viewer = await requesterViewer(c.env, c.get("requester"));
+  return queryResponse(await roomStub(c.env, roomId).clientRead(viewer, req));
 }
 
 /** A room token for the DO: /sync `next_batch` tokens are translated through the user's UserDO. */
