@@ -98,7 +98,9 @@ export class PresenceService {
     if (!this.enabled || !this.host.userId()) return;
     const now = Date.now();
     const t = this.host.write(() => this.state.timeout(this.userId, now));
-    if (t.news || this.state.publishing().pending) await this.publish({ local: true, remote: true, appservices: true });
+    // A fan-out under way covers what is pending (it reruns if something new came meanwhile).
+    if (this.running && !t.news) await this.running.catch(() => undefined);
+    else if (t.news || this.state.publishing().pending) await this.publish({ local: true, remote: true, appservices: true });
     else if (t.ping) await this.publish({ local: false, remote: true, appservices: false });
     await this.arm();
   }

@@ -173,7 +173,7 @@ export class UserPresence {
       next.currently_active = 0;
     }
     const news = Object.keys(next).length > 0 && this.apply(userId, r, next);
-    const ping = !news && now - r.fed_ts >= FEDERATION_PING_MS;
+    const ping = !news && r.fed_ts > 0 && now - r.fed_ts >= FEDERATION_PING_MS;
     return { news, ping };
   }
 
@@ -187,7 +187,8 @@ export class UserPresence {
       if (r.state === "online") due.push(r.last_active_ts + IDLE_TIMEOUT_MS);
       // While a long poll is in flight, look again after the timeout (it will have ended or still be running).
       due.push(this.syncing > 0 ? now + SYNC_ONLINE_TIMEOUT_MS : Math.max(r.last_sync_ts, r.last_active_ts) + SYNC_ONLINE_TIMEOUT_MS);
-      due.push(r.fed_ts + FEDERATION_PING_MS);
+      // The first announcement is the fan-out's; reminders follow it.
+      if (r.fed_ts > 0) due.push(r.fed_ts + FEDERATION_PING_MS);
     }
     return due.length ? Math.max(now, Math.min(...due)) : null;
   }
