@@ -1203,7 +1203,7 @@ export class RoomDO extends DurableObject<Env> {
 
   // =========================================================================================================
   // Spaces and room previews for clients (src/rooms/summary.ts, src/rooms/spaces.ts, docs/spaces.md): one
-  // read, and the `/hierarchy` pagination sessions of walks rooted here (key-value storage: no schema change).
+  // read, and the `/hierarchy` pagination sessions of walks rooted here (table `hierarchy_sessions`, own).
 
   /**
    * What the client `/hierarchy` and `/room_summary` need of this room for `userId` (null: unauthenticated), as
@@ -1236,19 +1236,33 @@ export class RoomDO extends DurableObject<Env> {
     return JSON.stringify({ membership, servers, room });
   }
 
+  private hierarchySessionsReady = false;
+
+  /** The sessions table, created if missing on first use (no RoomDO schema version taken; rows live minutes). */
+  private hierarchySessions(): SqlStorage {
+    const sql = this.ctx.storage.sql;
+    if (!this.hierarchySessionsReady) {
+      sql.exec("CREATE TABLE IF NOT EXISTS hierarchy_sessions (token TEXT PRIMARY KEY, json TEXT NOT NULL, expires_ts INTEGER NOT NULL)");
+      this.hierarchySessionsReady = true;
+    }
+    return sql;
+  }
+
   /** Keeps a `/hierarchy` pagination session (JSON) until `expiresTs`, and drops the expired ones. */
   async hierarchySessionPut(token: string, json: string, expiresTs: number): Promise<void> {
-    const now = Date.now();
-    const sessions = await this.ctx.storage.list<{ expires_ts: number }>({ prefix: "hierarchy-session:", limit: 1000 });
-    const expired = [...sessions].filter(([, v]) => v.expires_ts <= now).map(([k]) => k);
-    if (expired.length > 0) await this.ctx.storage.delete(expired.slice(0, 128));
-    await this.ctx.storage.put(`hierarchy-session:${token}`, { expires_ts: expiresTs, json });
+    const sql = this.hierarchySessions();
+    this.ctx.storage.transactionSync(() => {
+      sql.exec("DELETE FROM hierarchy_sessions WHERE expires_ts <= ?", Date.now());
+      sql.exec("INSERT OR REPLACE INTO hierarchy_sessions (token, json, expires_ts) VALUES (?, ?, ?)", token, json, expiresTs);
+    });
   }
 
   /** A live `/hierarchy` pagination session (JSON), or null when unknown or expired. */
   async hierarchySessionGet(token: string): Promise<string | null> {
-    const v = await this.ctx.storage.get<{ expires_ts: number; json: string }>(`hierarchy-session:${token}`);
-    return v && v.expires_ts > Date.now() ? v.json : null;
+    const row = this.hierarchySessions()
+      .exec<{ json: string; expires_ts: number }>("SELECT json, expires_ts FROM hierarchy_sessions WHERE token = ?", token)
+      .toArray()[0];
+    return row && row.expires_ts > Date.now() ? row.json : null;
   }
   // ===== end of the spaces block =====
 

@@ -4,6 +4,8 @@
  * `from` pagination, ordering, cycles, and the 400/401/403 answers.
  */
 import { beforeAll, describe, expect, it } from "vitest";
+import { runInDurableObject } from "cloudflare:test";
+import { roomStub } from "../rooms/helpers";
 import { call, createUserDirect, request, type TestUser } from "./helpers";
 import { enc, expectError, invite, join, newRoom, putState } from "./rooms-helpers";
 
@@ -196,6 +198,27 @@ describe("/hierarchy", () => {
     await expectError("GET", `${V1}/rooms/${enc(r.sub)}/hierarchy?from=${enc(token)}`, { user: member }, 400, "M_INVALID_PARAM");
     await expectError("GET", path("from=bm90YXRva2Vu"), { user: member }, 400, "M_INVALID_PARAM");
     await expectError("GET", path("from=%00%01"), { user: member }, 400, "M_INVALID_PARAM");
+  });
+
+  it("a token expires after five minutes (sessions live in the root's RoomDO)", async () => {
+    const first = await hierarchy(member, space, "limit=2");
+    const token = first.next_batch!;
+    expect((await hierarchy(member, space, `limit=2&from=${enc(token)}`)).rooms).toHaveLength(2);
+    const expires = await runInDurableObject(roomStub(space), (_i, state) =>
+      state.storage.sql.exec<{ expires_ts: number }>("SELECT expires_ts FROM hierarchy_sessions WHERE token = ?", token).one().expires_ts,
+    );
+    expect(expires - Date.now()).toBeGreaterThan(4 * 60_000);
+    expect(expires - Date.now()).toBeLessThanOrEqual(5 * 60_000);
+    await runInDurableObject(roomStub(space), (_i, state) => {
+      state.storage.sql.exec("UPDATE hierarchy_sessions SET expires_ts = ? WHERE token = ?", Date.now() - 1, token);
+    });
+    await expectError("GET", `${V1}/rooms/${enc(space)}/hierarchy?from=${enc(token)}`, { user: member }, 400, "M_INVALID_PARAM");
+    // The next session stored for this root clears the expired one away.
+    await hierarchy(member, space, "limit=2");
+    const left = await runInDurableObject(roomStub(space), (_i, state) =>
+      state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM hierarchy_sessions WHERE token = ?", token).one().n,
+    );
+    expect(left).toBe(0);
   });
 
   it("refuses a root the user may not see (403), an unknown one (403, as the spec says), and bad parameters (400)", async () => {
