@@ -493,8 +493,21 @@ export class RelationsView {
         .toArray();
       const latestRows = rows.map(({ root_id: _r, n: _n, mine: _m, ...row }) => row as TimelineRow);
       const visible = new Set(this.q.visibleTo(viewer, latestRows, lookups).map((r) => r.nid));
+      // Replies by users the viewer ignores do not count (spec: "It does not include events sent by ignored users").
+      const ignoredCounts = new Map<string, number>();
+      for (const senders of chunks(viewer.ignoredUsers ?? [])) {
+        for (const c of this.sql.exec<{ parent_id: string; n: number }>(
+          `SELECT r.parent_id, count(*) AS n FROM event_relations r JOIN events e ON e.nid = r.event_nid
+           WHERE r.rel_type = 'm.thread' AND r.parent_id IN (${placeholders(ids.length)})
+             AND e.sender IN (${placeholders(senders.length)}) AND ${SERVED} GROUP BY r.parent_id`,
+          ...ids, ...senders,
+        )) {
+          ignoredCounts.set(c.parent_id, (ignoredCounts.get(c.parent_id) ?? 0) + c.n);
+        }
+      }
       rows.forEach((r, i) => {
-        if (r.n === 0) return;
+        r.n -= ignoredCounts.get(r.root_id) ?? 0;
+        if (r.n <= 0) return;
         const latest = visible.has(latestRows[i]!.nid) ? latestRows[i]! : this.latestVisible(r.root_id, viewer, lookups);
         if (latest) out.set(r.root_id, { latest, count: r.n, participated: r.mine > 0 });
       });

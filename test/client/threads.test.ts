@@ -4,7 +4,7 @@
  * its own edits, current_user_participated, redactions).
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { createUserDirect, request, type TestUser } from "./helpers";
+import { call, createUserDirect, request, type TestUser } from "./helpers";
 import { expectError, join, newRoom, sendText } from "./rooms-helpers";
 import { V1, bundled, edit, getEvent, redact, relations, sendEvent, threadReply, threads } from "./relations-helpers";
 import { enc } from "./rooms-helpers";
@@ -174,5 +174,28 @@ describe("thread order after a redaction", () => {
     expect((await threads(alice, roomId)).chunk.map((e) => e.event_id)).toEqual([a, b]);
     await redact(alice, roomId, a2);
     expect((await threads(alice, roomId)).chunk.map((e) => e.event_id)).toEqual([b, a]);
+  });
+});
+
+describe("ignored users in thread summaries", () => {
+  it("replies by an ignored user are neither counted nor chosen as the latest event", async () => {
+    const alice = await createUserDirect();
+    const bob = await createUserDirect();
+    const carol = await createUserDirect();
+    const roomId = await newRoom(alice, { preset: "public_chat" });
+    await join(bob, roomId);
+    await join(carol, roomId);
+    const root = await sendText(alice, roomId, "root");
+    const fromAlice = await sendEvent(alice, roomId, "m.room.message", threadReply(root, "alice"));
+    const fromCarol = await sendEvent(carol, roomId, "m.room.message", threadReply(root, "carol"));
+    expect(bundled(await getEvent(bob, roomId, root))?.["m.thread"]).toMatchObject({ count: 2, latest_event: { event_id: fromCarol } });
+    await call("PUT", `/_matrix/client/v3/user/${enc(bob.userId)}/account_data/m.ignored_user_list`, {
+      user: bob,
+      body: { ignored_users: { [carol.userId]: {} } },
+    });
+    expect(bundled(await getEvent(bob, roomId, root))?.["m.thread"]).toMatchObject({ count: 1, latest_event: { event_id: fromAlice } });
+    expect(bundled((await threads(bob, roomId)).chunk[0]!)?.["m.thread"]?.count).toBe(1);
+    // Others are unaffected.
+    expect(bundled(await getEvent(alice, roomId, root))?.["m.thread"]?.count).toBe(2);
   });
 });
