@@ -87,6 +87,15 @@ class PartialJoinFailed extends Error {
   }
 }
 
+/** Whether every prev event of `pdu` is held here as a timeline event (not an outlier): it can then be placed on our own state. */
+function prevEventsHeld(room: Room, pdu: PDU): boolean {
+  const prevs = (pdu.prev_events as unknown[]).map((p) => (typeof p === "string" ? p : (p as [string])[0]));
+  return prevs.every((id) => {
+    const status = room.events.statusById(id);
+    return status !== undefined && !status.outlier;
+  });
+}
+
 /** Federation: an out-of-band membership event as `fedRemoteInfo` reports it (`io.axon.resident`: where a knock went). */
 function outOfBandSummary(oob: { event_id: string; membership: string; json: string }) {
   const pdu = JSON.parse(oob.json) as PDU;
@@ -377,8 +386,8 @@ export class RoomDO extends DurableObject<Env> {
   }
 
   /** The user's push rules (`rulesJson`, a Ruleset) against at most `limit` events after `after`: a PushEvaluation as JSON. */
-  async pushEvaluate(userId: string, after: number, rulesJson: string, limit: number): Promise<string> {
-    return JSON.stringify(this.pushView.evaluate(userId, after, JSON.parse(rulesJson) as Ruleset, limit));
+  async pushEvaluate(userId: string, after: number, rulesJson: string, limit: number, ignoredUsers: string[] = []): Promise<string> {
+    return JSON.stringify(this.pushView.evaluate(userId, after, JSON.parse(rulesJson) as Ruleset, limit, ignoredUsers));
   }
 
   /** The user's read mark (stream ordering of their latest main/unthreaded read receipt; 0: none). */
@@ -1300,6 +1309,14 @@ export class RoomDO extends DurableObject<Env> {
         if (held && !held.outlier) return { status: "duplicate" as const, event_id: joinId };
         for (const json of outliersJson) this.room.storeOutlier(JSON.parse(json) as PDU);
         const prior = this.partial.info; // still partial from an earlier join: keep its progress and servers
+        // A second local join went through a resident while the room was partial, and the resync finished before
+        // the answer came: the room is fully stated and followed by our members, so the join is an ordinary event
+        // on our own state (entering partial state again would make the room partial for nothing).
+        if (!prior && this.federation.localJoined() > 0 && prevEventsHeld(this.room, pdu)) {
+          const result = this.room.accept(pdu, { local: true });
+          if (result.status !== "accepted") throw new PartialJoinFailed(result);
+          return result;
+        }
         this.partial.begin({ join_event_id: joinId, servers_in_room: info.servers_in_room, joined_via: info.joined_via });
         if (prior) {
           this.partial.update({ started_ts: prior.started_ts, events_completed: prior.events_completed, state_events_fetched: prior.state_events_fetched });

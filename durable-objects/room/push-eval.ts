@@ -74,7 +74,7 @@ export class PushView {
    * Evaluates the user's rules against at most `limit` events after `after`. Joined users: every visible event
    * after their join; invited users: their invite only; anyone else: nothing.
    */
-  evaluate(userId: string, after: number, rules: Ruleset, limit: number): PushEvaluation {
+  evaluate(userId: string, after: number, rules: Ruleset, limit: number, ignoredUsers: string[] = []): PushEvaluation {
     const head = this.room.exists ? this.room.streamPosition : 0;
     const result: PushEvaluation = { position: head, done: true, read_pos: 0, actions: [] };
     if (!this.room.exists) return result;
@@ -119,7 +119,8 @@ export class PushView {
       notificationPowerLevels: notificationPowerLevels(this.queries.currentStateContent("m.room.power_levels", "")),
     };
     const levels = new Map<string, number>();
-    for (const row of this.queries.visibleTo(userId, rows)) {
+    // Ignored users' non-state events never notify (m.ignored_user_list).
+    for (const row of this.queries.visibleTo({ userId, ignoredUsers }, rows)) {
       let level = levels.get(row.sender);
       if (level === undefined) levels.set(row.sender, (level = userPowerLevel(row.sender, lookup, this.room.version)));
       const pdu = JSON.parse(row.json) as PDU;

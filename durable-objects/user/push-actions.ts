@@ -26,6 +26,7 @@ import { pushRuleset } from "./push-rules";
 import { deletePusher, httpPushers, type HttpPusher } from "../../src/push/pushers";
 import { badgeNotification, eventNotification } from "../../src/push/notify";
 import { postToGateway } from "../../src/push/gateway";
+import { IGNORED_USER_LIST, ignoredUsersOf } from "../../src/rooms/ignored-users";
 
 /** UserDO schema entry (schema.ts MIGRATIONS). */
 export const PUSH_TABLES = `
@@ -243,7 +244,10 @@ export class PushService {
         return;
       }
       const rules = JSON.stringify(pushRuleset(this.sql, userId));
-      const res = JSON.parse(await this.room(roomId).pushEvaluate(userId, row.evaluated_pos, rules, EVAL_BATCH)) as PushEvaluation;
+      const ignored = ignoredUsersOf(
+        this.sql.exec<{ content: string }>("SELECT content FROM account_data WHERE room_id = '' AND type = ?", IGNORED_USER_LIST).toArray()[0]?.content ?? null,
+      );
+      const res = JSON.parse(await this.room(roomId).pushEvaluate(userId, row.evaluated_pos, rules, EVAL_BATCH, ignored)) as PushEvaluation;
       const now = Date.now();
       this.host.ctx.storage.transactionSync(() => {
         for (const a of res.actions) {

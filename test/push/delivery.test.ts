@@ -126,6 +126,17 @@ describe("push delivery", () => {
     }
   });
 
+  it("never pushes events of ignored users", async () => {
+    const { alice, bob, roomId } = await room();
+    const k = key("ignored");
+    await setPusher(bob, k);
+    await call("PUT", `${V3}/user/${enc(bob.userId)}/account_data/m.ignored_user_list`, { user: bob, body: { ignored_users: { [alice.userId]: {} } } });
+    await send(alice, roomId, text("you cannot hear me"));
+    await settle(bob, [roomId]);
+    expect(gw.events(k)).toEqual([]);
+    expect((await call<{ notifications: unknown[] }>("GET", `${V3}/notifications`, { user: bob })).notifications).toEqual([]);
+  });
+
   it("retries with backoff while the gateway is down, then delivers once", async () => {
     const { alice, bob, roomId } = await room();
     const k = key("retry");
