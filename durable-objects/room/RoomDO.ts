@@ -87,12 +87,12 @@ class PartialJoinFailed extends Error {
   }
 }
 
-/** Whether every prev event of `pdu` is held here as a timeline event (not an outlier): it can then be placed on our own state. */
-function prevEventsHeld(room: Room, pdu: PDU): boolean {
+/** The prev events of `pdu` not held here as timeline events (outliers count as missing): none, and it can be placed on our own state. */
+function missingPrevEvents(room: Room, pdu: PDU): string[] {
   const prevs = (pdu.prev_events as unknown[]).map((p) => (typeof p === "string" ? p : (p as [string])[0]));
-  return prevs.every((id) => {
+  return prevs.filter((id) => {
     const status = room.events.statusById(id);
-    return status !== undefined && !status.outlier;
+    return status === undefined || status.outlier;
   });
 }
 
@@ -1311,8 +1311,11 @@ export class RoomDO extends DurableObject<Env> {
         const prior = this.partial.info; // still partial from an earlier join: keep its progress and servers
         // A second local join went through a resident while the room was partial, and the resync finished before
         // the answer came: the room is fully stated and followed by our members, so the join is an ordinary event
-        // on our own state (entering partial state again would make the room partial for nothing).
-        if (!prior && this.federation.localJoined() > 0 && prevEventsHeld(this.room, pdu)) {
+        // on our own state (entering partial state again would make the room partial for nothing). Prev events we
+        // lack are fetched by the caller, which then hands the join in like any other remote event.
+        if (!prior && this.federation.localJoined() > 0) {
+          const missing = missingPrevEvents(this.room, pdu);
+          if (missing.length > 0) throw new PartialJoinFailed({ status: "missing_prevs", event_id: joinId, missing });
           const result = this.room.accept(pdu, { local: true });
           if (result.status !== "accepted") throw new PartialJoinFailed(result);
           return result;
@@ -1337,6 +1340,11 @@ export class RoomDO extends DurableObject<Env> {
     }
     await this.afterCommit(pdu.sender);
     return outcome;
+  }
+
+  /** Read-your-writes for a local user whose event arrived the federation way (a join placed through a resident). */
+  async deliverToUser(userId: string): Promise<void> {
+    await this.outbox.deliverNow("user", userId);
   }
 
   /**

@@ -20,6 +20,8 @@ import type { RoomVersion } from "../protocol/room-versions";
 import { computeEventId } from "../protocol/event-id";
 import { isValidServerName } from "../protocol/identifiers";
 import { KeyStore } from "./keys";
+import { FederationClient } from "./client";
+import { FetchBudget, InboundRoom } from "./inbound";
 import { checkPdus, sortByAuthChain, type CheckedPdu } from "./pdu-checks";
 
 /** MSC3706's names, still sent and understood by older servers. */
@@ -168,6 +170,16 @@ export async function persistPartialJoin(
     { servers_in_room: servers, joined_via: server },
     outliers,
   );
+  if (outcome.status === "missing_prevs") {
+    // The room became fully stated while this (second local) join went through the resident: the join is then
+    // an ordinary event of the room, handed in as if the resident had pushed it — the prev events it names are
+    // fetched from the resident first — and its sender sees it in their next sync.
+    const inbound = new InboundRoom(env, server, roomId, keys, new FederationClient(env), new FetchBudget()).useVersion(version);
+    const result = (await inbound.processPushed([join]))[eventId];
+    if (!result || result.error) throw new BadPartialJoinAnswer(`the join could not be placed after the resync: ${result?.error ?? "no result"}`);
+    await stub.deliverToUser(join.sender as string);
+    return;
+  }
   if (outcome.status !== "accepted" && outcome.status !== "duplicate") {
     throw new BadPartialJoinAnswer(`the join could not be placed on the partial state ${server} sent: ${JSON.stringify(outcome)}`);
   }

@@ -187,6 +187,46 @@ function prng(seed: number) {
 }
 
 describe("race freedom", () => {
+  it("a second local join that went through the resident while partial, answered after the resync finished, joins without making the room partial again", async () => {
+    const { roomId, h } = await residentRoom(2, 1);
+    await runInDurableObject(room(roomId), (_: RoomDO, state) => state.storage.sql.exec(TRIGGERS));
+    gate!.set("hold");
+    const bob = await newUser("test.local", "bob");
+    const carol = await newUser("test.local", "carol");
+    await api(bob, "POST", `${V3}/join/${enc(roomId)}?server_name=hs2.test`, {});
+    await gate!.held1();
+
+    // Carol's send_join waits until the resync has finished (the flag is polled: no promise crosses I/O contexts).
+    const flags = { resynced: false, sendJoinSeen: false };
+    gate!.onRequest = async (url) => {
+      if (!url.pathname.includes("/send_join/")) return; // bob has joined: the only send_join now is carol's
+      flags.sendJoinSeen = true;
+      while (!flags.resynced) await new Promise((r) => setTimeout(r, 10));
+    };
+    const carolJoin = api(carol, "POST", `${V3}/join/${enc(roomId)}`, {});
+    await waitFor(async () => flags.sendJoinSeen, "carol's send_join on its way");
+    // Meanwhile the room moves on at the resident (its messages reach test.local too).
+    await sendText(h[0]!, roomId, "while carol joins");
+    gate!.open();
+    await awaitFullyStated(roomId);
+    flags.resynced = true;
+    await carolJoin;
+
+    // The join landed as an ordinary event; the room was un-partial-stated exactly once and stays fully stated.
+    const log = await runInDurableObject(room(roomId), (_: RoomDO, state) =>
+      state.storage.sql.exec<{ kind: string }>("SELECT kind FROM test_log ORDER BY seq").toArray(),
+    );
+    expect(log.filter((l) => l.kind === "finished"), JSON.stringify(log)).toHaveLength(1);
+    expect(await room(roomId).partialStateInfo()).toBeNull();
+    const carolsJoin = (await timelineFlags(roomId)).filter((f) => f.type === "m.room.member" && f.sender === carol.userId);
+    expect(carolsJoin).toHaveLength(1);
+    expect(carolsJoin[0]).toMatchObject({ partial_state: 0, rejected: null });
+    // Carol sees the room at once (read-your-writes), and can talk in it.
+    const s = await syncWith(carol);
+    expect(Object.keys(s.rooms?.join ?? {})).toContain(roomId);
+    await sendText(carol, roomId, "carol here");
+  });
+
   it("interleaves local sends, incoming PDUs, a second join and resync steps (the final un-partial step too) in many orders: every flagged event completed exactly once, none lost, no errors or retries", async () => {
     for (let seed = 1; seed <= 5; seed++) {
       const rand = prng(seed * 7919);
