@@ -11,9 +11,9 @@
 import type { PDU } from "../../src/protocol/events";
 import type { Room } from "./room";
 import type { Ephemeral } from "./ephemeral";
-import { RoomQueries, TIMELINE_COLUMNS, type TimelineRow } from "./queries";
+import { RoomQueries, TIMELINE_COLUMNS, type TimelineRow, type Viewer } from "./queries";
 import { isHiddenFromClients } from "../../src/rooms/client-event";
-import { evaluatePushRules, notificationPowerLevels, type PushContext } from "../../src/push/evaluator";
+import { evaluatePushRules, notificationPowerLevels, type PushContext, type PushMatch } from "../../src/push/evaluator";
 import type { PushAction, Ruleset } from "../../src/push/types";
 import type { NotifiedEvent } from "../../src/push/notify";
 import { userPowerLevel } from "../../src/protocol/auth/power-levels";
@@ -71,6 +71,37 @@ export class PushView {
   }
 
   /**
+   * The rows among `rows` that notify `viewer` under `rules`, with their matches: only rows the viewer may see
+   * (history visibility, ignored users), evaluated in the room's current context (the viewer's display name, the
+   * member count, each sender's power level). Shared with the sync's notification counts (sync-view.ts).
+   */
+  notifying(viewer: Viewer, rows: TimelineRow[], rules: Ruleset): { row: TimelineRow; match: PushMatch }[] {
+    const lookup = (type: string, sk: string) => {
+      const nid = this.queries.currentStateNid(type, sk);
+      return nid === undefined ? undefined : this.room.events.authEvent(nid);
+    };
+    const own = this.queries.currentStateContent(MEMBER, viewer.userId);
+    const ctx: PushContext = {
+      userId: viewer.userId,
+      displayName: typeof own?.displayname === "string" ? own.displayname : null,
+      memberCount: this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM members WHERE membership = 'join'").one().n,
+      senderPowerLevel: 0,
+      notificationPowerLevels: notificationPowerLevels(this.queries.currentStateContent("m.room.power_levels", "")),
+    };
+    const levels = new Map<string, number>();
+    const out: { row: TimelineRow; match: PushMatch }[] = [];
+    for (const row of this.queries.visibleTo(viewer, rows)) {
+      let level = levels.get(row.sender);
+      if (level === undefined) levels.set(row.sender, (level = userPowerLevel(row.sender, lookup, this.room.version)));
+      const pdu = JSON.parse(row.json) as PDU;
+      const event = { ...pdu, event_id: row.event_id, room_id: this.room.roomId } as Record<string, unknown>;
+      const match = evaluatePushRules(rules, event, { ...ctx, senderPowerLevel: level });
+      if (match?.notify) out.push({ row, match });
+    }
+    return out;
+  }
+
+  /**
    * Evaluates the user's rules against at most `limit` events after `after`. Joined users: every visible event
    * after their join; invited users: their invite only; anyone else: nothing.
    */
@@ -106,27 +137,8 @@ export class PushView {
     rows = rows.filter((r) => r.sender !== userId && !isHiddenFromClients(r.type));
     if (rows.length === 0) return result;
 
-    const lookup = (type: string, sk: string) => {
-      const nid = this.queries.currentStateNid(type, sk);
-      return nid === undefined ? undefined : this.room.events.authEvent(nid);
-    };
-    const own = this.queries.currentStateContent(MEMBER, userId);
-    const ctx: PushContext = {
-      userId,
-      displayName: typeof own?.displayname === "string" ? own.displayname : null,
-      memberCount: this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM members WHERE membership = 'join'").one().n,
-      senderPowerLevel: 0,
-      notificationPowerLevels: notificationPowerLevels(this.queries.currentStateContent("m.room.power_levels", "")),
-    };
-    const levels = new Map<string, number>();
     // Ignored users' non-state events never notify (m.ignored_user_list).
-    for (const row of this.queries.visibleTo({ userId, ignoredUsers }, rows)) {
-      let level = levels.get(row.sender);
-      if (level === undefined) levels.set(row.sender, (level = userPowerLevel(row.sender, lookup, this.room.version)));
-      const pdu = JSON.parse(row.json) as PDU;
-      const event = { ...pdu, event_id: row.event_id, room_id: this.room.roomId } as Record<string, unknown>;
-      const match = evaluatePushRules(rules, event, { ...ctx, senderPowerLevel: level });
-      if (!match?.notify) continue;
+    for (const { row, match } of this.notifying({ userId, ignoredUsers }, rows, rules)) {
       result.actions.push({
         event_id: row.event_id,
         stream_ordering: row.stream_ordering,

@@ -23,9 +23,8 @@ import { RoomQueries, TIMELINE_COLUMNS, type TimelineRow, type Viewer } from "./
 import { isHiddenFromClients } from "../../src/rooms/client-event";
 import { tokenBefore, formatTopoToken, cutAfter, ROOM_START } from "../../src/rooms/tokens";
 import { excludesAll, matchesEvent, selectFields, timelineLimit, type Filter, type RoomEventFilter } from "../../src/sync/filter";
-import { evaluatePushRules, notificationPowerLevels, type PushContext } from "../../src/push/evaluator";
+import { PushView } from "./push-eval";
 import type { Ruleset } from "../../src/push/types";
-import { userPowerLevel } from "../../src/protocol/auth/power-levels";
 
 /** What the UserDO planned for this room (see durable-objects/user/sync-plan.ts). */
 export interface SyncRoomRequest {
@@ -72,6 +71,8 @@ const MAX_UNREAD_SCAN = 1000;
 
 export class SyncView {
   private readonly queries: RoomQueries;
+  /** Push-rule evaluation and read marks, shared with push delivery (push-eval.ts). */
+  private readonly push: PushView;
 
   constructor(
     private readonly room: Room,
@@ -79,6 +80,7 @@ export class SyncView {
     private readonly ephemeral: Ephemeral,
   ) {
     this.queries = new RoomQueries(room, sql);
+    this.push = new PushView(room, sql, ephemeral);
   }
 
   /**
@@ -338,13 +340,7 @@ export class SyncView {
     const counts = { notification_count: 0, highlight_count: 0 };
     if (req.pushRules === null) return counts;
     const rules = JSON.parse(req.pushRules) as Ruleset;
-    let readUpTo = 0;
-    for (const r of this.ephemeral.receiptsOf(req.userId)) {
-      if (r.receipt_type !== "m.read" && r.receipt_type !== "m.read.private") continue;
-      if (r.thread_id !== "" && r.thread_id !== "main") continue;
-      const s = this.sql.exec<{ s: number | null }>("SELECT stream_ordering AS s FROM events WHERE event_id = ?", r.event_id).toArray()[0]?.s;
-      if (s != null && s > readUpTo) readUpTo = s;
-    }
+    const readUpTo = this.push.readMark(req.userId);
     if (readUpTo >= end) return counts;
     const rows = this.sql
       .exec<Row>(
@@ -354,26 +350,7 @@ export class SyncView {
       )
       .toArray()
       .filter((r) => !isHiddenFromClients(r.type));
-    if (rows.length === 0) return counts;
-    const lookup = (type: string, sk: string) => {
-      const nid = this.queries.currentStateNid(type, sk);
-      return nid === undefined ? undefined : this.room.events.authEvent(nid);
-    };
-    const own = this.queries.currentStateContent(MEMBER, req.userId);
-    const ctx: PushContext = {
-      userId: req.userId,
-      displayName: typeof own?.displayname === "string" ? own.displayname : null,
-      memberCount: this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM members WHERE membership = 'join'").one().n,
-      senderPowerLevel: 0,
-      notificationPowerLevels: notificationPowerLevels(this.queries.currentStateContent("m.room.power_levels", "")),
-    };
-    const levels = new Map<string, number>();
-    for (const row of this.queries.visibleTo(viewerOf(req), rows)) {
-      let level = levels.get(row.sender);
-      if (level === undefined) levels.set(row.sender, (level = userPowerLevel(row.sender, lookup, this.room.version)));
-      const pdu = JSON.parse(row.json) as PDU;
-      const match = evaluatePushRules(rules, { ...pdu, event_id: row.event_id } as Record<string, unknown>, { ...ctx, senderPowerLevel: level });
-      if (!match?.notify) continue;
+    for (const { match } of this.push.notifying(viewerOf(req), rows, rules)) {
       counts.notification_count++;
       if (match.highlight) counts.highlight_count++;
     }

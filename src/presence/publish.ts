@@ -15,7 +15,7 @@ import { serverNameOf } from "../protocol/identifiers";
 import { queueEduToServers } from "../federation/destinations";
 import type { AppService } from "../appservices/registration";
 import { presenceEduEntry, presenceEvent, presenceNews, recordFromEdu, remoteAsSeen, type PresenceRecord } from "./model";
-import { membersOfRooms, readRemoteRow, roomsOf, writeLocalPresence, writeRemotePresence } from "./store";
+import { membersOfRooms, readRemoteRow, roomsOf, writePresence } from "./store";
 
 export interface PublishParts {
   /** Local users sharing a room (and the D1 copy). */
@@ -46,7 +46,7 @@ export async function publishLocalPresence(
   if (!config.presenceEnabled) return;
   const ours = config.serverName;
   const now = Date.now();
-  if (parts.local) await writeLocalPresence(env, record, serial, now);
+  if (parts.local) await writePresence(env, record, serial, now);
   const members = joinedRooms.length ? await membersOfRooms(env, joinedRooms) : [];
   const locals = new Set<string>();
   const servers = new Set<string>();
@@ -87,7 +87,7 @@ export async function receiveRemotePresence(env: Env, userId: string, content: R
   const locals = [...new Set(members.map((m) => m.user_id).filter((u) => u !== userId && serverOf(u) === config.serverName))];
   if (locals.length === 0) return;
   const prev = await readRemoteRow(env, userId);
-  await writeRemotePresence(env, record, now);
+  await writePresence(env, record, now, now); // remote: the receipt time orders the writes
   const before = prev ? remoteAsSeen(prev.record, prev.updated_ts, now) : undefined;
   if (!presenceNews(before, record)) return;
   await Promise.all([

@@ -117,8 +117,11 @@ export async function shareRoom(env: Env, a: string, b: string): Promise<boolean
   return row !== null;
 }
 
-/** Writes a local user's presence (from their UserDO); a write older than the stored one (by serial) is ignored. */
-export async function writeLocalPresence(env: Env, r: PresenceRecord, serial: number, now = Date.now()): Promise<void> {
+/**
+ * Writes a user's presence. Local users' rows come from their UserDO with its serial (a write older than the
+ * stored one is ignored); remote users' rows are stamped with the time they were received (`serial` = `now`).
+ */
+export async function writePresence(env: Env, r: PresenceRecord, serial: number, now = Date.now()): Promise<void> {
   await env.DB.prepare(
     `INSERT INTO presence (user_id, state, status_msg, last_active_ts, currently_active, updated_ts, serial)
      VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -147,16 +150,3 @@ export async function readRemoteRow(env: Env, userId: string): Promise<{ record:
   };
 }
 
-/** Writes a remote user's presence as received at `now`. */
-export async function writeRemotePresence(env: Env, r: PresenceRecord, now = Date.now()): Promise<void> {
-  await env.DB.prepare(
-    `INSERT INTO presence (user_id, state, status_msg, last_active_ts, currently_active, updated_ts, serial)
-     VALUES (?, ?, ?, ?, ?, ?, ?)
-     ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, status_msg = excluded.status_msg,
-       last_active_ts = excluded.last_active_ts, currently_active = excluded.currently_active,
-       updated_ts = excluded.updated_ts, serial = excluded.serial
-     WHERE excluded.serial >= presence.serial`,
-  )
-    .bind(r.user_id, r.state, r.status_msg, r.last_active_ts, r.currently_active ? 1 : 0, now, now)
-    .run();
-}
