@@ -83,6 +83,8 @@ const KEEP_MS = 30 * 24 * 60 * 60 * 1000;
 const MAX_ACTIONS = 10_000;
 /** The alarm set when a pass starts, in case the object is evicted in the middle. */
 const SAFETY_NET_MS = 30_000;
+/** How long after an event is announced its push pass runs (notifications go out that much later, batched). */
+const PASS_DELAY_MS = 1000;
 /** A room that could not be asked (evaluation or read mark) is asked again after this. */
 const ROOM_RETRY_MS = 5_000;
 
@@ -162,9 +164,13 @@ export class PushService {
   // ---------------------------------------------------------------------------------------------------------
   // Background
 
-  /** Starts a pass in the background (or asks the running one to go again). */
+  /**
+   * Asks for a pass PASS_DELAY_MS from now, by alarm: the events of a burst are evaluated together, and the pass
+   * never competes with the request that announced them (a send's read-your-writes hop, in a local runtime that
+   * runs every object on one thread).
+   */
   kick(): void {
-    this.run().catch((e) => console.warn("push pass", e));
+    this.armAt(Date.now() + PASS_DELAY_MS).catch((e) => console.warn("push: arming the pass", e));
   }
 
   /** The alarm fired. */
