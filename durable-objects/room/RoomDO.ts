@@ -13,7 +13,7 @@ import type { JsonObject, PDU } from "../../src/protocol/events";
 import { roomVersion } from "../../src/protocol/room-versions";
 import { migrate } from "./schema";
 import { Outbox, Timers, type Consumer, type Deliver } from "./outbox";
-import { ForbiddenEvent, Room, type EventTemplate, type Outcome } from "./room";
+import { ForbiddenEvent, Room, SEARCH_INDEX_TASK, type EventTemplate, type Outcome } from "./room";
 // --- partial state (faster joins): the room row, per-event completion, and the alarm-driven resync ---
 import { PartialState, type PartialStateInfo } from "./partial-state";
 import { fetchStateBefore } from "../../src/federation/resync";
@@ -40,7 +40,7 @@ import { writeRoomDirectoryData } from "../../src/rooms/directory-store";
 // --- application services (src/appservices; see the block at the end of the class) ---
 import { RoomAppservices, type AppserviceEventRow } from "../../src/appservices/room-interest";
 // --- search and room upgrades (docs/search.md, docs/room-upgrades.md; see the block after application services) ---
-import { RoomSearch, type RoomSearchRequest } from "./search-index";
+import { flushSearchIndex, RoomSearch, type RoomSearchRequest } from "./search-index";
 import { RoomUpgrade, type UpgradeClaim } from "./upgrade";
 // --- push notifications (docs/push.md; see the block after the sync block) ---
 import { PushView } from "./push-eval";
@@ -305,6 +305,12 @@ export class RoomDO extends DurableObject<Env> {
 
         case RESYNC_TASK:
           await this.resync();
+          break;
+        case SEARCH_INDEX_TASK: // search: index the events queued since the last batch
+          this.transact(() => {
+            flushSearchIndex(this.ctx.storage.sql);
+            this.timers.done(SEARCH_INDEX_TASK);
+          });
           break;
         case "dummy_event":
           this.transact(() => {

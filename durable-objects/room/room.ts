@@ -24,7 +24,10 @@ import { EventStore, toAuthEvent, redactsOf, type EventRow, type EventStatus } f
 import { StateStore, diffStates, type NidStateMap } from "./state-store";
 import { Outbox, Timers } from "./outbox";
 import { indexRelation, unindexRelation } from "./relations"; // relations (docs/relations.md)
-import { indexEvent, unindexEvent } from "./search-index"; // search (docs/search.md)
+import { indexEvent, SEARCH_INDEX_DELAY_MS, unindexEvent } from "./search-index"; // search (docs/search.md)
+
+/** The RoomDO task that indexes queued events (search-index.ts, `flushSearchIndex`). */
+export const SEARCH_INDEX_TASK = "search_index";
 
 /** The most prev_events a local event references (the spec allows 20). */
 export const MAX_PREV_EVENTS = 10;
@@ -434,7 +437,8 @@ export class Room {
     if (d.rejected !== null) return { status: "rejected", event_id: eventId, reason: d.rejected };
     if (d.softFailed) return { status: "soft_failed", event_id: eventId };
     indexRelation(this.sql, nid, pdu); // relations (docs/relations.md): in the event's transaction, before redactions apply
-    indexEvent(this.sql, nid, pdu); // search (docs/search.md): accepted events only, in the event's transaction
+    // Search (docs/search.md): accepted events only, queued in the event's transaction, indexed in batches.
+    if (indexEvent(this.sql, nid, pdu)) this.deps.timers.schedule(SEARCH_INDEX_TASK, Date.now() + SEARCH_INDEX_DELAY_MS);
     // Federation backfill: history changes neither the extremities nor the current state, and notifies nobody.
     if (d.historical) {
       this.applyRedactions(nid, pdu);

@@ -217,6 +217,9 @@ export const MIGRATIONS: readonly string[] = [
       OR (type = 'm.room.name' AND json_type(json, '$.content.name') = 'text')
       OR (type = 'm.room.topic' AND json_type(json, '$.content.topic') = 'text'));
   `,
+  /* v5 (search): events waiting to be indexed — the FTS5 insert is batched off the event's path (search-index.ts) */ `
+  CREATE TABLE search_pending (nid INTEGER PRIMARY KEY);
+  `,
 ];
 
 /** Applies pending migrations. Call inside blockConcurrencyWhile; runs in one transaction. */

@@ -4,10 +4,14 @@
  * Each RoomDO keeps an FTS5 index of its searchable events (`search_index`, RoomDO schema v3): one row per
  * event, rowid = the event's nid, one column per searchable key (`content.body` of m.room.message,
  * `content.name` of m.room.name, `content.topic` — or the text/plain `m.topic` body — of m.room.topic).
- * Rows are written by `Room.commit` in the event's own transaction (only accepted events: rejected and
- * soft-failed ones never reach the index) and deleted when a redaction applies. Queries still join `events`
- * and skip rows whose event has since become rejected, soft-failed or redacted (a faster-join resync can
- * change an event's fate after it was indexed).
+ * `Room.commit` queues each accepted searchable event in `search_pending` in the event's own transaction (rejected
+ * and soft-failed ones never get there); the FTS5 rows are written in batches by `flushSearchIndex` — by the
+ * room's `search_index` task a couple of seconds later, and always before a search runs, so a search sees every
+ * event committed before it. An FTS5 insert in its own transaction writes a new index segment (and merges them
+ * now and then): about 0.4 ms more per event than a plain insert, where a batch of 200 costs a few ms in all
+ * (docs/search.md). A redaction deletes the event's row (and its queued entry). Queries
+ * still join `events` and skip rows whose event has since become rejected, soft-failed or redacted (a faster-join
+ * resync can change an event's fate after it was indexed).
  *
  * The Worker (src/search/) builds the FTS5 query, fans out to the user's rooms and merges; here a room
  * answers for one user with the matches that user may see (history visibility, as /messages) and the
@@ -51,18 +55,41 @@ export function searchableText(pdu: { type: string; content: JsonObject }): Part
   }
 }
 
-/** Indexes an accepted timeline event (no-op for unsearchable ones). Call inside the event's transaction. */
-export function indexEvent(sql: SqlStorage, nid: number, pdu: PDU): void {
-  const text = searchableText(pdu);
-  if (!text) return;
-  sql.exec(
-    "INSERT OR REPLACE INTO search_index (rowid, body, name, topic) VALUES (?, ?, ?, ?)",
-    nid, text.body ?? null, text.name ?? null, text.topic ?? null,
-  );
+/** How long after an event is queued the batch of queued events is indexed (unless a search comes first). */
+export const SEARCH_INDEX_DELAY_MS = 2000;
+
+/**
+ * Queues an accepted timeline event for the index; false for unsearchable events. Call inside the event's
+ * transaction, and have `flushSearchIndex` run later (the caller schedules the room's `search_index` task).
+ */
+export function indexEvent(sql: SqlStorage, nid: number, pdu: PDU): boolean {
+  if (!searchableText(pdu)) return false;
+  sql.exec("INSERT OR IGNORE INTO search_pending (nid) VALUES (?)", nid);
+  return true;
 }
 
-/** Drops an event from the index (a redaction applied to it). */
+/** Indexes every queued event, in one batch. Returns how many rows were written. */
+export function flushSearchIndex(sql: SqlStorage): number {
+  const queued = sql
+    .exec<{ nid: number; json: string }>("SELECT p.nid, e.json FROM search_pending p JOIN events e ON e.nid = p.nid")
+    .toArray();
+  let written = 0;
+  for (const { nid, json } of queued) {
+    const text = searchableText(JSON.parse(json) as PDU);
+    if (!text) continue;
+    sql.exec(
+      "INSERT OR REPLACE INTO search_index (rowid, body, name, topic) VALUES (?, ?, ?, ?)",
+      nid, text.body ?? null, text.name ?? null, text.topic ?? null,
+    );
+    written++;
+  }
+  if (queued.length > 0) sql.exec("DELETE FROM search_pending");
+  return written;
+}
+
+/** Drops an event from the index (a redaction applied to it), queued or written. */
 export function unindexEvent(sql: SqlStorage, nid: number): void {
+  sql.exec("DELETE FROM search_pending WHERE nid = ?", nid);
   sql.exec("DELETE FROM search_index WHERE rowid = ?", nid);
 }
 
@@ -136,6 +163,7 @@ export class RoomSearch {
   search(req: RoomSearchRequest): RoomSearchAnswer {
     const empty: RoomSearchAnswer = { hits: [], count: 0, highlights: [] };
     if (!this.room.exists || !this.mayAnswer(req.viewer.userId)) return empty;
+    flushSearchIndex(this.sql); // events committed before this search are found
     const roomId = this.room.roomId;
     const lookups = new StateLookups(this.sql, this.room);
     const passes = (rows: MatchRow[]) => {

@@ -2,8 +2,9 @@
  * POST /search (src/search, durable-objects/room/search-index.ts): ranking and recency, keys, filters,
  * history visibility, pagination, redactions, context / state / groups, and bad input.
  */
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { call, createUserDirect, request, type TestUser } from "./helpers";
+import { call, createUserDirect, request, testEnv, type TestUser } from "./helpers";
 import { V3, enc, expectError, join, leave, newRoom, putState, sendText } from "./rooms-helpers";
 
 interface Result {
@@ -252,5 +253,48 @@ describe("POST /search", () => {
     await expectError("POST", path, { user: alice, body: { search_categories: { room_events: { search_term: "x", filter: { limit: "ten" } } } } }, 400, "M_INVALID_PARAM");
     await expectError("POST", `${path}?next_batch=not-a-token`, { user: alice, body: { search_categories: { room_events: { search_term: "x" } } } }, 400, "M_UNKNOWN");
     await expectError("POST", path, { user: alice, body: "not json" }, 400, "M_NOT_JSON");
+  });
+});
+
+describe("the room's index is written in batches", () => {
+  const roomDO = (roomId: string) => testEnv.ROOMS.get(testEnv.ROOMS.idFromName(roomId));
+  const counts = (roomId: string) =>
+    runInDurableObject(roomDO(roomId), (_: unknown, state: DurableObjectState) => ({
+      pending: state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM search_pending").one().n,
+      indexed: state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM search_index").one().n,
+    }));
+
+  /** Waits for the room's alarm to run the due `search_index` task (stepping the alarm until nothing is queued). */
+  async function indexedByTheTask(roomId: string) {
+    for (let i = 0; i < 40; i++) {
+      const c = await counts(roomId);
+      if (c.pending === 0) return c;
+      await new Promise((r) => setTimeout(r, 200));
+      await runDurableObjectAlarm(roomDO(roomId));
+    }
+    throw new Error("the search_index task never ran");
+  }
+
+  it("queues events on commit; the room's task (or the next search) indexes them; a redaction drops a queued event", async () => {
+    const alice = await createUserDirect();
+    const roomId = await newRoom(alice, { name: "Batching" });
+    const before = await indexedByTheTask(roomId); // what creating the room queued
+
+    const kept = await sendText(alice, roomId, "walrus one");
+    await sendText(alice, roomId, "walrus two");
+    const redacted = await sendText(alice, roomId, "walrus three");
+    await call("PUT", `${V3}/rooms/${enc(roomId)}/redact/${enc(redacted)}/r${Date.now()}`, { user: alice, body: {} });
+    expect(await counts(roomId)).toEqual({ pending: 2, indexed: before.indexed });
+
+    // The room's task writes the batch when it is due (SEARCH_INDEX_DELAY_MS), by the alarm.
+    expect(await indexedByTheTask(roomId)).toEqual({ pending: 0, indexed: before.indexed + 2 });
+
+    // A search never misses queued events: it indexes them first.
+    await sendText(alice, roomId, "walrus four");
+    expect((await counts(roomId)).pending).toBe(1);
+    const found = await search(alice, { search_term: "walrus", order_by: "recent" });
+    expect(found.results.map((r) => r.result.content.body)).toEqual(["walrus four", "walrus two", "walrus one"]);
+    expect(ids(found)).toContain(kept);
+    expect((await counts(roomId)).pending).toBe(0);
   });
 });
