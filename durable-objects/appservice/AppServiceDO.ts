@@ -26,6 +26,7 @@ import type { AppService } from "../../src/appservices/registration";
 import { callAppservice } from "../../src/appservices/transport";
 import type { AppserviceUserUpdates } from "../../src/appservices/user-updates";
 import { migrate } from "./schema";
+import { CoalescingRunner } from "../shared/coalescing-runner";
 
 /** Per transaction, at most this many of each kind (protocol-notes §3). */
 export const MAX_EVENTS_PER_TXN = 100;
@@ -75,8 +76,10 @@ export class AppServiceDO extends DurableObject<Env> {
   /** The clock (tests replace it to step through the backoff schedule). */
   now: () => number = () => Date.now();
   private readonly sql: SqlStorage;
-  private pumping: Promise<void> | undefined;
-  private again = false;
+  private readonly sender = new CoalescingRunner(
+    () => this.sendAll(),
+    () => this.ctx.storage.transactionSync(() => this.arm()),
+  );
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -205,22 +208,7 @@ export class AppServiceDO extends DurableObject<Env> {
 
   /** Runs the sender; concurrent calls share one run plus one more if a notice arrived meanwhile. */
   private pump(): Promise<void> {
-    if (this.pumping) {
-      this.again = true;
-      return this.pumping;
-    }
-    this.pumping = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.sendAll();
-        } while (this.again);
-      } finally {
-        this.pumping = undefined;
-        this.ctx.storage.transactionSync(() => this.arm());
-      }
-    })();
-    return this.pumping;
+    return this.sender.run();
   }
 
   private registration(): AppService | undefined {

@@ -45,6 +45,7 @@ import { RoomUpgrade, type UpgradeClaim } from "./upgrade";
 // --- push notifications (docs/push.md; see the block after the sync block) ---
 import { PushView } from "./push-eval";
 import type { Ruleset } from "../../src/push/types";
+import { CoalescingRunner } from "../shared/coalescing-runner";
 
 /** Where a local user's request for an event stands. */
 export type SendResult =
@@ -548,29 +549,14 @@ export class RoomDO extends DurableObject<Env> {
       .map((r) => r.user_id);
   }
 
-  private directoryPass: Promise<void> | undefined;
-  private directoryAgain = false;
+  private readonly directoryPasses = new CoalescingRunner(() => this.syncDirectoryOnce());
 
   /**
    * Brings the room's D1 rows (room_stats, room_members) up to date. Passes never overlap; a call during a
    * pass makes it run once more. Idempotent: it reads the current state and writes only what changed.
    */
   async syncDirectory(): Promise<void> {
-    if (this.directoryPass) {
-      this.directoryAgain = true;
-      return this.directoryPass;
-    }
-    this.directoryPass = (async () => {
-      try {
-        do {
-          this.directoryAgain = false;
-          await this.syncDirectoryOnce();
-        } while (this.directoryAgain);
-      } finally {
-        this.directoryPass = undefined;
-      }
-    })();
-    return this.directoryPass;
+    return this.directoryPasses.run();
   }
 
   private async syncDirectoryOnce(): Promise<void> {

@@ -27,7 +27,6 @@
 import type { JsonObject, PDU } from "../../src/protocol/events";
 import { eventRefIds, isStateEvent } from "../../src/protocol/events";
 import type { AuthEvent } from "../../src/protocol/auth/types";
-import { authEventTypesFor } from "../../src/protocol/auth";
 import { toFederationPdu } from "../../src/protocol/event-id";
 import { redactEvent } from "../../src/protocol/redaction";
 import { serverNameOf } from "../../src/protocol/identifiers";
@@ -35,7 +34,6 @@ import { parseHistoryVisibility, type HistoryVisibility } from "../../src/rooms/
 import { serverAllowedByAcl } from "../../src/federation/acl";
 import { selectPartialJoinState, type StateEntry } from "../../src/federation/partial-join-state"; // faster joins
 import type { Room } from "./room";
-import { MAX_PREV_EVENTS } from "./room";
 import type { Outbox } from "./outbox";
 
 export const FEDERATION_TABLES = `
@@ -563,28 +561,7 @@ export class FederationRoom {
     const version = room.version;
     const content: JsonObject = { membership };
     if (authoriser !== undefined) content.join_authorised_via_users_server = authoriser;
-    const prevNids = this.sql
-      .exec<{ nid: number }>(
-        `SELECT f.event_nid AS nid FROM forward_extremities f JOIN events e ON e.nid = f.event_nid
-         ORDER BY e.depth DESC, e.stream_ordering DESC LIMIT ?`,
-        MAX_PREV_EVENTS,
-      )
-      .toArray()
-      .map((r) => r.nid);
-    const prevRows = prevNids.map((n) => room.events.statusByNid(n));
-    const stateBefore =
-      prevRows.length === room.forwardExtremities().length ? room.currentStateGroup : room.resolveGroups(prevRows.map((r) => r.state_after));
-    const state = room.states.load(stateBefore);
-    const lookup = room.lookupIn(state);
-    const sketch = { type: "m.room.member", state_key: userId, sender: userId, content };
-    const authIds: string[] = [];
-    for (const [type, sk] of authEventTypesFor(sketch, version)) {
-      const e = lookup(type, sk);
-      if (e) authIds.push(e.event_id);
-    }
-    const ref = (eventId: string) =>
-      version.eventFormat === "v1" ? [eventId, (JSON.parse(room.events.byId(eventId)!.json) as PDU).hashes] : eventId;
-    const depth = Math.max(0, ...prevRows.map((r) => r.depth)) + 1;
+    const place = room.placeNewEvent({ type: "m.room.member", state_key: userId, sender: userId, content });
     const event: Record<string, unknown> = {
       room_id: room.roomId,
       type: "m.room.member",
@@ -593,9 +570,9 @@ export class FederationRoom {
       content,
       origin: this.serverName,
       origin_server_ts: Date.now(),
-      depth,
-      prev_events: prevRows.map((r) => ref(r.event_id)),
-      auth_events: authIds.map(ref),
+      depth: place.depth,
+      prev_events: place.prev_events,
+      auth_events: place.auth_events,
     };
     // The event as the auth rules would see it (its ID is not known yet).
     const probe: AuthEvent = {
@@ -606,13 +583,13 @@ export class FederationRoom {
       sender: userId,
       content,
       origin_server_ts: event.origin_server_ts as number,
-      prev_events: prevRows.map((r) => r.event_id),
-      auth_events: authIds,
-      depth,
+      prev_events: place.prevIds,
+      auth_events: place.authIds,
+      depth: place.depth,
     };
     // A restricted join is signed by the authorising server (us) at send_join: count that signature as made.
     if (authoriser !== undefined) probe.signatures = { [serverNameOf(authoriser)]: { "ed25519:pending": "" } };
-    const check = room.checkAuthAgainst(probe, state);
+    const check = room.checkAuthAgainst(probe, place.stateBefore);
     if (!check.allowed) return fedError(403, "M_FORBIDDEN", `You may not ${membership === "leave" ? "leave" : membership} this room: ${check.reason}`);
     return { room_version: version.id, event };
   }

@@ -9,6 +9,7 @@
  * The DO has one alarm; `Timers` keeps named due times in the `tasks` table and points the alarm at the
  * earliest. Every task is idempotent, so an alarm that fires early, late or twice is harmless.
  */
+import { CoalescingRunner } from "../shared/coalescing-runner";
 
 export type Consumer = "user" | "destination" | "appservice" | "user_ephemeral" | "appservice_ephemeral" | "user_full_state";
 // "user_ephemeral": a local user's sync stream, for the room's typing/receipts stream (ephemeral.ts).
@@ -91,8 +92,11 @@ export class Timers {
 }
 
 export class Outbox {
-  private draining: Promise<void> | undefined;
-  private again = false;
+  /** Draining passes, one at a time (a drain asked for during one makes it go once more). */
+  private readonly drainer = new CoalescingRunner(
+    () => this.drainOnce(),
+    () => this.reschedule(),
+  );
 
   constructor(
     private readonly sql: SqlStorage,
@@ -129,29 +133,17 @@ export class Outbox {
 
   /** Delivers every due row. Concurrent calls share one pass and trigger another when it ends. */
   drain(): Promise<void> {
-    if (this.draining) {
-      this.again = true;
-      return this.draining;
-    }
-    this.draining = (async () => {
-      try {
-        do {
-          this.again = false;
-          const now = Date.now();
-          const due = this.sql
-            .exec<{ consumer: Consumer; target: string }>(
-              "SELECT consumer, target FROM outbox WHERE next_attempt_ts <= ? ORDER BY next_attempt_ts",
-              now,
-            )
-            .toArray();
-          await Promise.all(due.map((row) => this.deliverLatest(row.consumer, row.target, false)));
-        } while (this.again);
-      } finally {
-        this.draining = undefined;
-        this.reschedule();
-      }
-    })();
-    return this.draining;
+    return this.drainer.run();
+  }
+
+  private async drainOnce(): Promise<void> {
+    const due = this.sql
+      .exec<{ consumer: Consumer; target: string }>(
+        "SELECT consumer, target FROM outbox WHERE next_attempt_ts <= ? ORDER BY next_attempt_ts",
+        Date.now(),
+      )
+      .toArray();
+    await Promise.all(due.map((row) => this.deliverLatest(row.consumer, row.target, false)));
   }
 
   /** One delivery in flight per (consumer, target); a request arriving meanwhile makes it deliver again after. */

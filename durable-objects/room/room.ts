@@ -8,7 +8,7 @@
 import type { JsonObject, PDU, StateMap } from "../../src/protocol/events";
 import { eventRefIds, isStateEvent, stateKey } from "../../src/protocol/events";
 import type { AuthEvent, AuthStateLookup } from "../../src/protocol/auth/types";
-import { checkEventAuth, checkAuthEventsSelection, authEventTypesFor } from "../../src/protocol/auth";
+import { checkEventAuth, checkAuthEventsSelection, authEventTypesFor, type AuthEventLike } from "../../src/protocol/auth";
 import { userPowerLevel, powerLevelsFromContent } from "../../src/protocol/auth/power-levels";
 import { resolveState } from "../../src/protocol/state-res";
 import type { StateResEventStore } from "../../src/protocol/state-res/types";
@@ -35,15 +35,23 @@ export const MAX_PREV_EVENTS = 10;
 const MAX_DEPTH = Number.MAX_SAFE_INTEGER;
 
 /** What a local user asks to send. */
-export interface EventTemplate {
-  type: string;
-  state_key?: string;
-  sender: string;
-  content: JsonObject;
+export interface EventTemplate extends AuthEventLike {
   /** Redaction target (placed in `content` or at the top level according to the room version). */
   redacts?: string;
   /** Timestamp massaging for appservices; defaults to now. */
   origin_server_ts?: number;
+}
+
+/** Where a new event goes in the DAG (`Room.placeNewEvent`). */
+export interface NewEventPlacement {
+  prevIds: string[];
+  authIds: string[];
+  depth: number;
+  /** The state before the event (what its auth is checked against). */
+  stateBefore: NidStateMap;
+  /** `prev_events` / `auth_events` as the room version writes them. */
+  prev_events: unknown[];
+  auth_events: unknown[];
 }
 
 /** How an incoming event fared. */
@@ -642,8 +650,13 @@ export class Room {
     }
   }
 
-  /** Prev events, auth events, depth, hashes and signature for a new local event. */
-  buildLocal(template: EventTemplate, maxPrevEvents = MAX_PREV_EVENTS): PDU {
+  /**
+   * Where a new event goes in the DAG: its prev events (the newest forward extremities, at most
+   * `maxPrevEvents`), its auth events chosen from the state before it (resolved over those prev events when they
+   * are not all the extremities), its depth, and both reference lists in the room version's format (v1/v2
+   * events reference others as [event_id, hashes]). Used for local events and for make_join/leave/knock templates.
+   */
+  placeNewEvent(sketch: AuthEventLike, maxPrevEvents = MAX_PREV_EVENTS): NewEventPlacement {
     const version = this.version;
     const prevNids = this.sql
       .exec<{ nid: number }>(
@@ -658,26 +671,39 @@ export class Room {
       prevRows.length === this.forwardExtremities().length
         ? this.currentStateGroup
         : this.resolveGroups(prevRows.map((r) => r.state_after));
-    const lookup = this.lookupIn(this.states.load(stateBefore));
+    const state = this.states.load(stateBefore);
+    const lookup = this.lookupIn(state);
     const authIds: string[] = [];
-    for (const [type, sk] of authEventTypesFor(template, version)) {
+    for (const [type, sk] of authEventTypesFor(sketch, version)) {
       const e = lookup(type, sk);
       if (e) authIds.push(e.event_id);
     }
-    const depth = Math.min(MAX_DEPTH, Math.max(0, ...prevRows.map((r) => r.depth)) + 1);
-    // v1/v2 events reference others as [event_id, hashes].
     const ref = (eventId: string) =>
       version.eventFormat === "v1" ? [eventId, (JSON.parse(this.events.byId(eventId)!.json) as PDU).hashes] : eventId;
+    const prevIds = prevRows.map((r) => r.event_id);
+    return {
+      prevIds,
+      authIds,
+      depth: Math.min(MAX_DEPTH, Math.max(0, ...prevRows.map((r) => r.depth)) + 1),
+      stateBefore: state,
+      prev_events: prevIds.map(ref),
+      auth_events: authIds.map(ref),
+    };
+  }
 
+  /** Prev events, auth events, depth, hashes and signature for a new local event. */
+  buildLocal(template: EventTemplate, maxPrevEvents = MAX_PREV_EVENTS): PDU {
+    const version = this.version;
+    const place = this.placeNewEvent(template, maxPrevEvents);
     const pdu: Record<string, unknown> = {
       room_id: this.roomId,
       sender: template.sender,
       type: template.type,
       content: template.content,
       origin_server_ts: template.origin_server_ts ?? Date.now(),
-      depth,
-      prev_events: prevRows.map((r) => ref(r.event_id)),
-      auth_events: authIds.map(ref),
+      depth: place.depth,
+      prev_events: place.prev_events,
+      auth_events: place.auth_events,
     };
     if (template.state_key !== undefined) pdu.state_key = template.state_key;
     if (template.redacts !== undefined) {

@@ -5,6 +5,7 @@
  * until it succeeds. Deliveries are idempotent on the receiving side (to-device messages carry a message ID;
  * a repeated device-list notice is merged away), so a retry after a lost reply is harmless.
  */
+import { CoalescingRunner } from "../shared/coalescing-runner";
 
 export type OutboxKind = "to_device" | "device_list";
 
@@ -30,8 +31,9 @@ export function backoffMs(attempts: number): number {
 }
 
 export class E2eeOutbox {
-  private draining: Promise<void> | undefined;
-  private again = false;
+  private readonly drainer = new CoalescingRunner(() => this.pass(this.deliver!));
+  /** The deliverer of the latest drain request (the same for every caller in practice). */
+  private deliver: OutboxDeliver | undefined;
 
   constructor(
     private readonly sql: SqlStorage,
@@ -51,22 +53,9 @@ export class E2eeOutbox {
    * Delivers every due row (one at a time, in order), rescheduling failures with backoff, then sets the alarm
    * for the earliest row still waiting. Concurrent calls share one pass plus one more if work arrived meanwhile.
    */
-  async drain(deliver: OutboxDeliver): Promise<void> {
-    if (this.draining) {
-      this.again = true;
-      return this.draining;
-    }
-    this.draining = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.pass(deliver);
-        } while (this.again);
-      } finally {
-        this.draining = undefined;
-      }
-    })();
-    return this.draining;
+  drain(deliver: OutboxDeliver): Promise<void> {
+    this.deliver = deliver;
+    return this.drainer.run();
   }
 
   private async pass(deliver: OutboxDeliver): Promise<void> {

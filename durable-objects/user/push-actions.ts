@@ -27,6 +27,7 @@ import { deletePusher, httpPushers, type HttpPusher } from "../../src/push/pushe
 import { badgeNotification, eventNotification } from "../../src/push/notify";
 import { postToGateway } from "../../src/push/gateway";
 import { IGNORED_USER_LIST, ignoredUsersOf } from "../../src/rooms/ignored-users";
+import { CoalescingRunner } from "../shared/coalescing-runner";
 
 /** UserDO schema entry (schema.ts MIGRATIONS). */
 export const PUSH_TABLES = `
@@ -126,8 +127,7 @@ export interface StoredNotification {
 }
 
 export class PushService {
-  private running: Promise<void> | undefined;
-  private again = false;
+  private readonly passes = new CoalescingRunner(() => this.pass());
 
   constructor(private readonly host: PushHost) {}
 
@@ -179,21 +179,7 @@ export class PushService {
   }
 
   private run(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.pass();
-        } while (this.again);
-      } finally {
-        this.running = undefined;
-      }
-    })();
-    return this.running;
+    return this.passes.run();
   }
 
   private async pass(): Promise<void> {
